@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""facewire client: send images to a facewire server, show or save the labelled result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from facewire import show
+from facewire.client import DEFAULT_SERVER, Client, Result, ServerError, ServerUnavailable
+from facewire.images import ImageError, is_image_path, read_image
+
+DEFAULT_SAVE_DIR = Path("facewire-output")
+EXIT_IMAGE_ERRORS, EXIT_NO_SERVER = 1, 2
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("inputs", nargs="*", type=Path, metavar="IMAGE|DIR", help="image files and/or folders of images")
+    parser.add_argument("--server", default=DEFAULT_SERVER, help="server address (default: %(default)s)")
+    parser.add_argument("-r", "--recursive", action="store_true", help="look for images in sub-folders too")
+    parser.add_argument("--no-show", action="store_true", help="do not open a window")
+    parser.add_argument("--save", type=Path, metavar="DIR",
+                        help=f"save annotated images here (default without a display: {DEFAULT_SAVE_DIR})")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per image")
+    parser.add_argument("--tolerance", type=float, default=None, help="override the server's tolerance")
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for each reply (default: %(default)s)")
+    parser.add_argument("--retries", type=int, default=2, help="resends after a timeout (default: %(default)s)")
+    parser.add_argument("--ping", action="store_true", help="exit 0 if the server answers, 2 if not")
+    args = parser.parse_args()
+    if not args.inputs and not args.ping:
+        parser.error("give at least one IMAGE or DIR (or --ping)")
+    return args
+
+
+def image_paths(inputs: list[Path], recursive: bool) -> list[Path]:
+    """Files as given; folders expanded to the images in them, sorted."""
+    paths = []
+    for item in inputs:
+        if item.is_dir():
+            found = item.rglob("*") if recursive else item.iterdir()
+            paths += sorted(p for p in found if is_image_path(p))
+        else:
+            paths.append(item)
+    return paths
+
+
+def report(path: Path, result: Result, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"image": str(path), "faces": result.faces}, ensure_ascii=False), flush=True)
+    else:
+        print(f"{path}: {', '.join(result.names) or 'no face'}", flush=True)
+
+
+def main() -> int:
+    args = parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    with Client(args.server, args.timeout, args.retries) as client:
+        try:
+            if args.ping:
+                print(json.dumps(client.ping()))
+                return 0
+            return recognize_all(client, args)
+        except ServerUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_NO_SERVER
+
+
+def recognize_all(client: Client, args: argparse.Namespace) -> int:
+    window = not args.no_show and show.display_available()
+    save_dir = args.save
+    if not window and not args.no_show and save_dir is None:
+        save_dir = DEFAULT_SAVE_DIR
+        print(f"no display found: saving annotated images to {save_dir}/", file=sys.stderr)
+    failures = 0
+    for path in image_paths(args.inputs, args.recursive):
+        try:
+            result = client.recognize(read_image(path), annotate=window or save_dir is not None,
+                                      tolerance=args.tolerance)
+        except (ImageError, ServerError) as exc:
+            print(f"error: {path}: {exc}" if isinstance(exc, ServerError) else f"error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        report(path, result, args.json)
+        if save_dir is not None:
+            saved = show.save(result.image, save_dir, path.name)
+            print(f"saved {saved}", file=sys.stderr)
+        if window and not show.show(result.image, f"facewire: {path.name}"):
+            break
+    return EXIT_IMAGE_ERRORS if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Find and encode faces in an RGB array, and match encodings against a gallery.
+
+Detection runs on a resized copy chosen so that the smallest face worth finding
+is just large enough for dlib's HOG detector: small images are upscaled, large
+ones reduced. Encoding always runs on the full-resolution image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import dlib
+import face_recognition.api as fr_api
+import numpy as np
+
+HOG_MIN_FACE = 60
+"""Smallest face box (px) that dlib's HOG detector finds reliably at scale 1 (measured)."""
+
+Box = tuple[int, int, int, int]
+"""A face box as (top, right, bottom, left) in pixels of the image the client sent."""
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """How faces are located.
+
+    model: "hog" (fast, CPU) or "cnn" (more accurate, slow without a GPU).
+    upsample: None for automatic scaling (see `detection_scale`); an integer N
+        runs dlib's own N-fold upsampling on the full image instead.
+    min_face: smallest face, in pixels, that automatic scaling must find.
+    min_face_fraction: in large images, faces smaller than this fraction of the
+        short side are not searched for, so that big photos stay fast.
+    """
+
+    model: str = "hog"
+    upsample: int | None = None
+    min_face: int = 30
+    min_face_fraction: float = 1 / 16
+
+    def cache_tag(self) -> str:
+        """A string that changes whenever a setting could change an encoding."""
+        return f"{self.model}|{self.upsample}|{self.min_face}|{self.min_face_fraction:.4f}"
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: its box and 128-d encoding."""
+
+    box: Box
+    encoding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Match:
+    """The gallery's verdict on one face."""
+
+    name: str
+    distance: float
+
+
+UNKNOWN = "Unknown"
+
+
+def detection_scale(height: int, width: int, settings: DetectorSettings) -> float:
+    """Resize factor for detection so that the smallest face to find reaches HOG_MIN_FACE."""
+    smallest_face = max(settings.min_face, min(height, width) * settings.min_face_fraction)
+    return HOG_MIN_FACE / smallest_face
+
+
+def detect_faces(rgb: np.ndarray, settings: DetectorSettings) -> list[Box]:
+    """Locate faces; boxes are in `rgb`'s coordinates, clipped to it."""
+    height, width = rgb.shape[:2]
+    if settings.upsample is not None:
+        scale, upsample, work = 1.0, settings.upsample, rgb
+    else:
+        scale, upsample = detection_scale(height, width, settings), 0
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        work = cv2.resize(rgb, size, interpolation=interpolation)
+    if settings.model == "cnn":
+        rects = [d.rect for d in fr_api.cnn_face_detector(work, upsample)]
+    else:
+        rects = fr_api.face_detector(work, upsample)
+    return [_scaled_box(rect, scale, height, width) for rect in rects]
+
+
+def _scaled_box(rect: dlib.rectangle, scale: float, height: int, width: int) -> Box:
+    top, right = round(rect.top() / scale), round(rect.right() / scale)
+    bottom, left = round(rect.bottom() / scale), round(rect.left() / scale)
+    return (max(top, 0), min(right, width - 1), min(bottom, height - 1), max(left, 0))
+
+
+def encode_faces(rgb: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
+    """128-d encodings of the faces in `boxes`, as an (n, 128) array, in one batched call."""
+    if not boxes:
+        return np.empty((0, 128))
+    shapes = dlib.full_object_detections()
+    for top, right, bottom, left in boxes:
+        shapes.append(fr_api.pose_predictor_5_point(rgb, dlib.rectangle(left, top, right, bottom)))
+    return np.array(fr_api.face_encoder.compute_face_descriptor(rgb, shapes))
+
+
+def find_faces(rgb: np.ndarray, settings: DetectorSettings) -> list[Face]:
+    """Detect and encode every face of an RGB image."""
+    boxes = detect_faces(rgb, settings)
+    return [Face(box, enc) for box, enc in zip(boxes, encode_faces(rgb, boxes))]
+
+
+def box_area(box: Box) -> int:
+    top, right, bottom, left = box
+    return max(0, bottom - top) * max(0, right - left)
+
+
+def match_faces(
+    encodings: np.ndarray, known: np.ndarray, names: Sequence[str], tolerance: float
+) -> list[Match]:
+    """Name each encoding by its nearest known encoding (Euclidean), or UNKNOWN past `tolerance`.
+
+    The distances of all faces to all known encodings come from one matrix
+    operation; `names[i]` is the person of `known[i]`.
+    """
+    if len(encodings) == 0:
+        return []
+    if len(known) == 0:
+        return [Match(UNKNOWN, float("nan")) for _ in encodings]
+    squared = (
+        np.einsum("ij,ij->i", encodings, encodings)[:, None]
+        + np.einsum("ij,ij->i", known, known)[None, :]
+        - 2.0 * encodings @ known.T
+    )
+    distances = np.sqrt(np.maximum(squared, 0.0))
+    nearest = distances.argmin(axis=1)
+    best = distances[np.arange(len(encodings)), nearest]
+    return [
+        Match(names[i] if d <= tolerance else UNKNOWN, float(d)) for i, d in zip(nearest, best)
+    ]

@@ -1,0 +1,110 @@
+"""Request handling: `Service.handle(frames) -> frames`, the one thing every transport calls.
+
+It never raises: bad input becomes an error reply, an internal failure becomes
+an "internal" error reply, so a REP socket always has something to send.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import __version__, draw, images, protocol
+from .gallery import Gallery
+from .recognize import UNKNOWN, DetectorSettings, Match, detect_faces, encode_faces, match_faces
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """Recognition against a gallery; `gallery` may be replaced between requests."""
+
+    gallery: Gallery
+    settings: DetectorSettings = DetectorSettings()
+    tolerance: float = 0.6
+    limits: protocol.Limits = protocol.Limits()
+
+    def handle(self, frames: Sequence[protocol.Buffer]) -> list[bytes]:
+        """Answer one request; any failure is turned into an error reply."""
+        try:
+            request = protocol.parse_request(frames, self.limits)
+        except protocol.ProtocolError as exc:
+            log.warning("refused request: %s: %s", exc.code, exc.message)
+            return protocol.pack_error(exc.code, exc.message)
+        try:
+            if request.op == "ping":
+                return protocol.pack_reply(self.status())
+            return self.recognize(request)
+        except Exception:
+            log.exception("request failed")
+            return protocol.pack_error("internal", "the server failed on this request; see its log")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "op": "ping",
+            "version": __version__,
+            "people": len(self.gallery.people),
+            "photos": len(self.gallery.names),
+        }
+
+    def recognize(self, request: protocol.Request) -> list[bytes]:
+        """Detect, encode and name every face; reply with the faces and the annotated image."""
+        clock = _Clock()
+        rgb = images.to_rgb(request.image)
+        clock.lap("convert")
+        boxes = detect_faces(rgb, self.settings)
+        clock.lap("detect")
+        encodings = encode_faces(rgb, boxes)
+        clock.lap("encode")
+        tolerance = request.options.get("tolerance", self.tolerance)
+        matches = match_faces(encodings, self.gallery.encodings, self.gallery.names, tolerance)
+        clock.lap("match")
+        annotated = None
+        if request.options.get("annotate", True):
+            labels = [_label(box, match) for box, match in zip(boxes, matches)]
+            annotated = draw.annotate(images.to_bgr(request.image), labels)
+            clock.lap("draw")
+        h, w = rgb.shape[:2]
+        log.info(
+            "recognize %dx%d: %s in %.0f ms",
+            w, h, ", ".join(m.name for m in matches) or "no face", clock.total_ms(),
+        )
+        if request.classic:
+            return protocol.pack_classic(annotated)
+        faces = [
+            {"name": m.name, "distance": _rounded(m.distance), "box": list(box)}
+            for box, m in zip(boxes, matches)
+        ]
+        body = {"op": "recognize", "faces": faces, "timings_ms": clock.laps}
+        return protocol.pack_reply(body, annotated)
+
+
+def _label(box: tuple[int, int, int, int], match: Match) -> draw.Label:
+    known = match.name != UNKNOWN
+    return draw.Label(box, f"{match.name} {match.distance:.2f}" if known else UNKNOWN, known)
+
+
+def _rounded(distance: float) -> float | None:
+    return None if np.isnan(distance) else round(distance, 4)
+
+
+class _Clock:
+    """Named laps in milliseconds."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round((now - self.last) * 1000, 2)
+        self.last = now
+
+    def total_ms(self) -> float:
+        self.laps["total"] = round((time.perf_counter() - self.started) * 1000, 2)
+        return self.laps["total"]

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Create .venv and install facewire's pinned packages (and the test tools with --dev).
+# Installs the few Debian packages a fresh machine may lack, when run as root or with sudo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if [ -n "$sudo" ] && ! command -v sudo >/dev/null; then
+        echo "setup: please install these Debian packages: $*" >&2
+        return 1
+    fi
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+# OpenCV's wheel links libGL and GLib; Debian's Python needs python3-venv for venvs.
+missing=()
+for pkg in libgl1 libglib2.0-0; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ! -x .venv/bin/python ] && ! "$PYTHON" -m venv --help >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing ${missing[*]}" >&2
+    apt_install "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv || { rm -rf .venv; apt_install python3-venv && "$PYTHON" -m venv .venv; }
+fi
+
+# Reinstall only when the requirement files change.
+files=(requirements.txt)
+[ "${1:-}" = "--dev" ] && files+=(requirements-dev.txt)
+stamp=".venv/.facewire-$(cat "${files[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    for f in "${files[@]}"; do
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r "$f"
+    done
+    .venv/bin/python -c "import dlib, face_recognition, cv2, zmq" \
+        || { echo "setup: the installed packages do not import; see above" >&2; exit 1; }
+    touch "$stamp"
+fi
