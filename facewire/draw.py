@@ -42,7 +42,7 @@ def annotate(image: np.ndarray, labels: Sequence[Label]) -> np.ndarray:
         return image
     height, width = image.shape[:2]
     thickness = max(1, round(min(height, width) / 300))
-    size = int(np.clip(min(height, width) / 28, 11, 40))
+    size = int(np.clip(min(height, width) / 22, 11, 48))
     for label in labels:
         top, right, bottom, left = label.box
         colour = KNOWN_BGR if label.known else UNKNOWN_BGR

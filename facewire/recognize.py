@@ -10,10 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import warnings
+
 import cv2
 import dlib
-import face_recognition.api as fr_api
 import numpy as np
+
+with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
+    warnings.simplefilter("ignore", UserWarning)
+    import face_recognition.api as fr_api
 
 HOG_MIN_FACE = 60
 """Smallest face box (px) that dlib's HOG detector finds reliably at scale 1 (measured)."""

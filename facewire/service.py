@@ -69,11 +69,9 @@ class Service:
             labels = [_label(box, match) for box, match in zip(boxes, matches)]
             annotated = draw.annotate(images.to_bgr(request.image), labels)
             clock.lap("draw")
+        total_ms = clock.total_ms()
         h, w = rgb.shape[:2]
-        log.info(
-            "recognize %dx%d: %s in %.0f ms",
-            w, h, ", ".join(m.name for m in matches) or "no face", clock.total_ms(),
-        )
+        log.info("recognize %dx%d: %s in %.0f ms", w, h, ", ".join(m.name for m in matches) or "no face", total_ms)
         if request.classic:
             return protocol.pack_classic(annotated)
         faces = [
@@ -106,5 +104,6 @@ class _Clock:
         self.last = now
 
     def total_ms(self) -> float:
+        """Record and return the time since the clock started."""
         self.laps["total"] = round((time.perf_counter() - self.started) * 1000, 2)
         return self.laps["total"]

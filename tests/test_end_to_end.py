@@ -1,0 +1,277 @@
+"""End to end: the real server process, the real client (CLI and class), real photos, over ZeroMQ."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import zmq
+
+from facewire import protocol, service as service_module
+from facewire.client import Client, ServerError
+from facewire.gallery import Gallery
+from facewire.server import bind_rep, serve
+from facewire.service import Service
+
+from .conftest import REPO_KNOWN, REPO_PROBES, ServerProcess, free_port, headless_env, run_client
+
+
+def json_lines(stdout: str) -> dict[str, list[dict]]:
+    return {Path(obj["image"]).name: obj["faces"] for obj in map(json.loads, stdout.splitlines())}
+
+
+def raw_request(address: str, frames: list, timeout_ms: int = 10000) -> list[bytes] | None:
+    """One request on a fresh REQ socket; None if no reply comes in time."""
+    context = zmq.Context.instance()
+    with context.socket(zmq.REQ) as socket:
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.connect(address)
+        socket.send_multipart(frames)
+        return socket.recv_multipart() if socket.poll(timeout_ms) else None
+
+
+def ping_ok(address: str) -> bool:
+    reply = raw_request(address, protocol.pack_request("ping"))
+    return reply is not None and json.loads(reply[0])["ok"] is True
+
+
+# --- the user's path: python server.py, then python client.py IMAGE ---------------------------
+
+def test_repo_samples_are_labelled(repo_server):
+    done = run_client("--server", repo_server.address, "--json", "--no-show", str(REPO_PROBES), env=headless_env())
+    assert done.returncode == 0, done.stderr
+    faces = json_lines(done.stdout)
+    assert [f["name"] for f in faces["grace_hopper.jpg"]] == ["grace_hopper"]
+    assert sorted(f["name"] for f in faces["group_small_faces.jpg"]) == ["Unknown", "grace_hopper"]
+    assert faces["no_face.jpg"] == []
+    face = faces["grace_hopper.jpg"][0]
+    assert 0 <= face["distance"] < 0.6 and len(face["box"]) == 4
+
+
+def test_text_output_and_save_folder(repo_server, tmp_path):
+    probe = REPO_PROBES / "grace_hopper.jpg"
+    done = run_client("--server", repo_server.address, "--no-show", "--save", str(tmp_path), str(probe))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{probe}: grace_hopper"
+    saved = cv2.imread(str(tmp_path / "grace_hopper.jpg"))
+    original = cv2.imread(str(probe))
+    assert saved.shape == original.shape
+    assert np.abs(saved.astype(int) - original).mean() > 0.5  # boxes and names were drawn
+
+
+def test_without_a_display_the_client_saves_and_says_where(repo_server, tmp_path):
+    done = run_client("--server", repo_server.address, str(REPO_PROBES / "grace_hopper.jpg"),
+                      cwd=tmp_path, env=headless_env())
+    assert done.returncode == 0, done.stderr
+    assert "no display" in done.stderr and "facewire-output" in done.stderr
+    assert (tmp_path / "facewire-output" / "grace_hopper.jpg").is_file()
+
+
+def test_ping_exit_codes(repo_server):
+    assert run_client("--server", repo_server.address, "--ping").returncode == 0
+    dead = run_client("--server", f"tcp://127.0.0.1:{free_port()}", "--ping", "--timeout", "0.3", "--retries", "1")
+    assert dead.returncode == 2 and "no reply" in dead.stderr
+
+
+def test_per_request_tolerance(repo_server):
+    done = run_client("--server", repo_server.address, "--json", "--no-show", "--tolerance", "0.05",
+                      str(REPO_PROBES / "grace_hopper.jpg"))
+    assert [f["name"] for f in json_lines(done.stdout)["grace_hopper.jpg"]] == ["Unknown"]
+
+
+def test_server_logs_ready_and_one_line_per_request(repo_server):
+    run_client("--server", repo_server.address, "--no-show", str(REPO_PROBES / "grace_hopper.jpg"))
+    log = repo_server.log()
+    assert "ready on" in log and "1 people, 1 photos" in log
+    assert "recognize 358x420: grace_hopper in" in log
+
+
+def test_shared_photos_get_every_expected_name(shared_server, shared_faces):
+    labels = json.loads((shared_faces / "labels.json").read_text())
+    done = run_client("--server", shared_server.address, "--json", "--no-show", str(shared_faces / "test"))
+    assert done.returncode == 0, done.stderr
+    found = json_lines(done.stdout)
+    for image, expected in labels.items():
+        if image.startswith("_"):
+            continue
+        names = [f["name"] for f in found[Path(image).name]]
+        known_expected = Counter(n for n in expected if n != "unknown")
+        known_found = Counter(n for n in names if n != "Unknown")
+        assert known_found == known_expected, f"{image}: expected {expected}, got {names}"
+        assert len(names) >= len(expected), f"{image}: a face was missed: {names}"
+
+
+# --- the client class on other pixel layouts ------------------------------------------------
+
+@pytest.mark.parametrize("layout", ["grey", "grey1", "bgra"])
+def test_grey_and_bgra_images(repo_server, layout):
+    bgr = cv2.imread(str(REPO_PROBES / "grace_hopper.jpg"))
+    image = {
+        "grey": cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY),
+        "grey1": cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[:, :, None],
+        "bgra": cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA),
+    }[layout]
+    with Client(repo_server.address) as client:
+        result = client.recognize(image)
+    assert result.names == ["grace_hopper"]
+    assert result.image.shape == bgr.shape  # the annotated image is always BGR
+    assert {"detect", "encode", "match", "total"} <= set(result.timings_ms)
+
+
+def test_results_without_the_image(repo_server):
+    with Client(repo_server.address) as client:
+        result = client.recognize(cv2.imread(str(REPO_PROBES / "grace_hopper.jpg")), annotate=False)
+    assert result.names == ["grace_hopper"] and result.image is None
+
+
+# --- compatibility with pyzmq's classic send_array / recv_array -----------------------------
+
+def send_array(socket, array, flags=0):
+    """As in pyzmq's serialization docs: JSON metadata, then the raw buffer."""
+    socket.send_json(dict(dtype=str(array.dtype), shape=array.shape), flags | zmq.SNDMORE)
+    return socket.send(array, flags)
+
+
+def recv_array(socket, flags=0):
+    metadata = socket.recv_json(flags=flags)
+    message = socket.recv(flags=flags)
+    return np.frombuffer(memoryview(message), dtype=metadata["dtype"]).reshape(metadata["shape"])
+
+
+def test_the_original_demo_client_works_unchanged(repo_server):
+    image = cv2.imread(str(REPO_PROBES / "group_small_faces.jpg"))
+    with zmq.Context.instance().socket(zmq.REQ) as socket:
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RCVTIMEO, 20000)
+        socket.connect(repo_server.address)
+        send_array(socket, image)
+        annotated = recv_array(socket)
+    assert annotated.shape == image.shape and annotated.dtype == np.uint8
+    assert not np.array_equal(annotated, image)
+
+
+# --- bad input never hurts the server --------------------------------------------------------
+
+def hdr(**fields) -> bytes:
+    return json.dumps(fields).encode()
+
+
+BAD_REQUESTS = {
+    "one frame only": ([hdr(op="recognize", dtype="uint8", shape=[2, 2, 3])], "bad_request"),
+    "three frames": ([hdr(op="recognize", dtype="uint8", shape=[1, 1, 3]), b"abc", b"x"], "bad_request"),
+    "not json": ([b"\x00\x01binary", b"abc"], "bad_header"),
+    "json array": ([b"[1, 2]", b"abc"], "bad_header"),
+    "unknown op": ([hdr(op="format_disk")], "unknown_op"),
+    "float dtype": ([hdr(op="recognize", dtype="float64", shape=[1, 1, 3]), b"\0" * 24], "bad_dtype"),
+    "shape mismatch": ([hdr(op="recognize", dtype="uint8", shape=[10, 10, 3]), b"\0" * 299], "bad_shape"),
+    "zero size": ([hdr(op="recognize", dtype="uint8", shape=[0, 0, 3]), b""], "bad_shape"),
+    "negative": ([hdr(op="recognize", dtype="uint8", shape=[-5, 10, 3]), b"\0" * 10], "bad_shape"),
+    "absurd": ([hdr(op="recognize", dtype="uint8", shape=[50000, 50000, 3]), b"\0" * 10], "too_large"),
+    "two channels": ([hdr(op="recognize", dtype="uint8", shape=[1, 1, 2]), b"\0" * 2], "bad_shape"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_REQUESTS))
+def test_bad_requests_get_clear_error_replies(repo_server, name):
+    frames, code = BAD_REQUESTS[name]
+    reply = raw_request(repo_server.address, frames)
+    assert reply is not None and len(reply) == 1
+    body = json.loads(reply[0])
+    assert body["ok"] is False and body["error"]["code"] == code and body["error"]["message"]
+    assert ping_ok(repo_server.address) and repo_server.alive()
+    assert "refused request: " + code in repo_server.log()
+
+
+def test_oversized_frames_are_capped(repo_gallery, tmp_path):
+    server = ServerProcess(repo_gallery, tmp_path / "server.log", "--max-megapixels", "0.1")
+    try:
+        # Within the transport cap but over the pixel limit: a clear error reply.
+        big = np.zeros((300, 400, 3), np.uint8)
+        body = json.loads(raw_request(server.address, protocol.pack_request("recognize", big))[0])
+        assert body["error"]["code"] == "too_large"
+        # Far over the transport cap (MAXMSGSIZE): ZeroMQ drops the peer, no reply, no harm.
+        huge = np.zeros((1000, 1000, 3), np.uint8)
+        assert raw_request(server.address, protocol.pack_request("recognize", huge), timeout_ms=1500) is None
+        assert ping_ok(server.address) and server.alive()
+    finally:
+        server.stop()
+
+
+def test_a_request_that_crashes_recognition_still_gets_a_reply(monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("simulated detector failure")
+
+    monkeypatch.setattr(service_module, "detect_faces", explode)
+    service = Service(Gallery.empty())
+    address = f"tcp://127.0.0.1:{free_port()}"
+    context = zmq.Context()
+    socket = bind_rep(context, address, service.limits)
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=(service, socket, stop))
+    thread.start()
+    try:
+        with Client(address, timeout=5, retries=0) as client:
+            with pytest.raises(ServerError) as info:
+                client.recognize(np.zeros((50, 50, 3), np.uint8))
+            assert info.value.code == "internal"
+            assert client.ping()["ok"] is True
+    finally:
+        stop.set()
+        thread.join()
+        context.term()
+
+
+# --- the client never hangs; unreadable files are reported ---------------------------------
+
+def test_client_gives_up_on_a_silent_server_after_its_retries():
+    context = zmq.Context.instance()
+    with context.socket(zmq.ROUTER) as silent:
+        port = silent.bind_to_random_port("tcp://127.0.0.1")
+        started = time.monotonic()
+        done = run_client("--server", f"tcp://127.0.0.1:{port}", "--no-show", "--timeout", "0.5",
+                          "--retries", "2", str(REPO_PROBES / "grace_hopper.jpg"))
+        elapsed = time.monotonic() - started
+        received = 0
+        while silent.poll(100):
+            silent.recv_multipart()
+            received += 1
+    assert done.returncode == 2
+    assert "no reply" in done.stderr and "3 attempt(s)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert received == 3  # first try plus two resends on fresh sockets
+    assert elapsed < 15
+
+
+def test_unreadable_images_are_reported_and_the_rest_still_run(repo_server, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    done = run_client("--server", repo_server.address, "--no-show", str(tmp_path / "missing.jpg"),
+                      str(broken), str(REPO_PROBES / "grace_hopper.jpg"))
+    assert done.returncode == 1
+    assert "missing.jpg" in done.stderr and "broken.jpg: not a readable image" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "grace_hopper.jpg: grace_hopper" in done.stdout
+
+
+# --- server life cycle -----------------------------------------------------------------------
+
+def test_sigterm_stops_the_server_cleanly_and_the_cache_makes_restarts_fast(tmp_path):
+    known = tmp_path / "known"
+    shutil.copytree(REPO_KNOWN, known, ignore=shutil.ignore_patterns(".*"))
+    first = ServerProcess(known, tmp_path / "first.log")
+    assert first.stop() == 0 and "stopped" in first.log()
+    assert "1 encoded, 0 from cache" in first.log()
+    second = ServerProcess(known, tmp_path / "second.log")
+    try:
+        assert "0 encoded, 1 from cache" in second.log()
+    finally:
+        second.process.send_signal(signal.SIGINT)
+        assert second.process.wait(timeout=10) == 0

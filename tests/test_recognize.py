@@ -1,0 +1,83 @@
+"""Detection scaling, small and large faces, and vectorised matching."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facewire import images
+from facewire.recognize import (
+    HOG_MIN_FACE, UNKNOWN, DetectorSettings, detect_faces, detection_scale, find_faces, match_faces,
+)
+
+from .conftest import REPO_PROBES
+
+SETTINGS = DetectorSettings()
+
+
+def rgb(name: str) -> np.ndarray:
+    return images.to_rgb(images.read_image(REPO_PROBES / name))
+
+
+def iou(a, b) -> float:
+    (at, ar, ab, al), (bt, br, bb, bl) = a, b
+    inter = max(0, min(ab, bb) - max(at, bt)) * max(0, min(ar, br) - max(al, bl))
+    union = (ab - at) * (ar - al) + (bb - bt) * (br - bl) - inter
+    return inter / union
+
+
+def test_small_images_are_upscaled_and_large_ones_reduced():
+    assert detection_scale(240, 427, SETTINGS) == pytest.approx(HOG_MIN_FACE / 30)
+    assert detection_scale(1080, 1920, SETTINGS) == pytest.approx(HOG_MIN_FACE / (1080 / 16))
+    assert detection_scale(3000, 4000, SETTINGS) < 0.4
+
+
+def test_faces_of_about_30_pixels_are_found():
+    boxes = detect_faces(rgb("group_small_faces.jpg"), SETTINGS)
+    assert len(boxes) == 2
+    assert all(25 <= bottom - top <= 45 for top, _, bottom, _ in boxes)
+
+
+def test_no_face_in_a_picture_of_coffee():
+    assert find_faces(rgb("no_face.jpg"), SETTINGS) == []
+
+
+def test_boxes_are_in_the_coordinates_of_the_image_sent():
+    small = rgb("grace_hopper.jpg")
+    large = cv2.resize(small, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    [small_box] = detect_faces(small, SETTINGS)
+    [large_box] = detect_faces(large, SETTINGS)
+    assert iou(tuple(4 * v for v in small_box), large_box) > 0.6
+    height, width = large.shape[:2]
+    top, right, bottom, left = large_box
+    assert 0 <= top < bottom < height and 0 <= left < right < width
+
+
+def test_fixed_upsample_matches_dlib_classic_behaviour():
+    boxes = detect_faces(rgb("group_small_faces.jpg"), DetectorSettings(upsample=0))
+    assert boxes == []  # 36 px faces need upsampling: the automatic rule provides it
+
+
+def test_each_face_gets_an_encoding():
+    faces = find_faces(rgb("group_small_faces.jpg"), SETTINGS)
+    assert [face.encoding.shape for face in faces] == [(128,), (128,)]
+
+
+def test_matching_equals_a_loop_over_the_gallery():
+    generator = np.random.default_rng(0)
+    known = generator.normal(size=(50, 128)) / 10
+    faces = np.vstack([known[7] + 0.001, known[31] - 0.002, generator.normal(size=128)])
+    names = [f"person{i // 2}" for i in range(50)]
+    matches = match_faces(faces, known, names, tolerance=0.6)
+    for face, match in zip(faces, matches):
+        distances = [np.linalg.norm(face - k) for k in known]
+        best = int(np.argmin(distances))
+        assert match.distance == pytest.approx(distances[best], abs=1e-6)
+        assert match.name == (names[best] if distances[best] <= 0.6 else UNKNOWN)
+    assert [m.name for m in matches] == ["person3", "person15", UNKNOWN]
+
+
+def test_matching_with_an_empty_gallery_says_unknown():
+    [match] = match_faces(np.zeros((1, 128)), np.empty((0, 128)), [], 0.6)
+    assert match.name == UNKNOWN and np.isnan(match.distance)
