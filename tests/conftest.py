@@ -4,69 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from facewire.client import Client, ServerUnavailable
+from facewire.process import ROOT, ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 SHARED_FACES = (ROOT.parent / "shared" / "data" / "faces").resolve()
 REPO_KNOWN = ROOT / "known_faces"
 REPO_PROBES = ROOT / "test_images"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """`python server.py` as a subprocess, its log captured to a file."""
-
-    def __init__(self, known_faces: Path, log_path: Path, *extra: str):
-        self.address = f"tcp://127.0.0.1:{free_port()}"
-        self.log_path = log_path
-        command = [sys.executable, str(ROOT / "server.py"), "--known-faces", str(known_faces),
-                   "--bind", self.address, *extra]
-        with open(log_path, "w") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_ready()
-
-    def _wait_ready(self, seconds: float = 120) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with Client(self.address, timeout=1, retries=0) as client:
-                    client.ping()
-                return
-            except ServerUnavailable:
-                continue
-        self.stop()
-        raise RuntimeError(f"server not ready in {seconds} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> int:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
 
 
 def run_client(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,

@@ -18,10 +18,11 @@ import zmq
 from facewire import protocol, service as service_module
 from facewire.client import Client, ServerError
 from facewire.gallery import Gallery
+from facewire.process import ServerProcess, free_port
 from facewire.server import bind_rep, serve
 from facewire.service import Service
 
-from .conftest import REPO_KNOWN, REPO_PROBES, ServerProcess, free_port, headless_env, run_client
+from .conftest import REPO_KNOWN, REPO_PROBES, headless_env, run_client
 
 
 def json_lines(stdout: str) -> dict[str, list[dict]]:
@@ -273,5 +274,4 @@ def test_sigterm_stops_the_server_cleanly_and_the_cache_makes_restarts_fast(tmp_
     try:
         assert "0 encoded, 1 from cache" in second.log()
     finally:
-        second.process.send_signal(signal.SIGINT)
-        assert second.process.wait(timeout=10) == 0
+        assert second.stop(signal.SIGINT) == 0

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Core benchmark: facewire against the original demo's method, in one run, on the shared photos.
+
+Prints two Markdown tables:
+1. per image: facewire's server time (detect, encode, match, total) and the client's
+   round trip over ZeroMQ, beside the baseline's time for the same image and the speed-up;
+2. gallery load: facewire cold (empty cache) and warm (cache) against the baseline.
+
+The baseline does what the original demo did: re-encode the gallery at every start,
+upscale each image 1.5x, HOG with face_recognition's defaults, encode, and loop over the
+known faces in Python. Run: .venv/bin/python bench/bench_core.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from facewire import images  # noqa: E402
+from facewire.client import Client  # noqa: E402
+from facewire.gallery import load_gallery, scan  # noqa: E402
+from facewire.process import ServerProcess  # noqa: E402
+from facewire.recognize import DetectorSettings, fr_api  # noqa: E402
+
+FACES = ROOT.parent / "shared" / "data" / "faces"
+TOLERANCE = 0.6
+
+
+class Baseline:
+    """The original demo's recognition: upscale 1.5x, HOG, encode, loop over known faces."""
+
+    def __init__(self, known_dir: Path):
+        started = time.perf_counter()
+        self.known: list[tuple[str, np.ndarray]] = []
+        for photo in scan(known_dir):
+            encodings = fr_api.face_encodings(fr_api.load_image_file(photo.path))
+            if encodings:
+                self.known.append((photo.name, encodings[0]))
+        self.load_seconds = time.perf_counter() - started
+
+    def recognize(self, bgr: np.ndarray) -> list[str]:
+        big = cv2.resize(bgr, None, fx=1.5, fy=1.5)
+        rgb = cv2.cvtColor(big, cv2.COLOR_BGR2RGB)
+        locations = fr_api.face_locations(rgb)
+        names = []
+        for (top, right, bottom, left), encoding in zip(locations, fr_api.face_encodings(rgb, locations)):
+            name, best = "Unknown", TOLERANCE
+            for known_name, known_encoding in self.known:
+                distance = float(np.linalg.norm(known_encoding - encoding))
+                if distance <= best:
+                    name, best = known_name, distance
+            names.append(name)
+            cv2.rectangle(big, (left, top), (right, bottom), (0, 0, 255), 2)
+            cv2.putText(big, name, (left, bottom + 20), cv2.FONT_HERSHEY_DUPLEX, 0.8, (255, 255, 255), 1)
+        return names
+
+
+def median_ms(samples: list[float]) -> str:
+    return f"{statistics.median(samples):.0f}"
+
+
+def bench_images(client: Client, baseline: Baseline, paths: list[Path], repeat: int) -> list[str]:
+    rows = [
+        "| image | size | faces | detect ms | encode ms | match ms | server ms | round trip ms "
+        "| baseline ms | speed-up (server) | names | same names as baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        image = images.read_image(path)
+        laps: dict[str, list[float]] = {"detect": [], "encode": [], "match": [], "total": []}
+        trips, base = [], []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            result = client.recognize(image)
+            trips.append((time.perf_counter() - started) * 1000)
+            for key in laps:
+                laps[key].append(result.timings_ms[key])
+            started = time.perf_counter()
+            base_names = baseline.recognize(image)
+            base.append((time.perf_counter() - started) * 1000)
+        speedup = statistics.median(base) / statistics.median(laps["total"])
+        same = sorted(result.names) == sorted(base_names)
+        rows.append(
+            f"| {path.name} | {image.shape[1]}x{image.shape[0]} | {len(result.names)} | "
+            f"{median_ms(laps['detect'])} | {median_ms(laps['encode'])} | {statistics.median(laps['match']):.2f} | "
+            f"{median_ms(laps['total'])} | {median_ms(trips)} | {median_ms(base)} | {speedup:.1f}x | "
+            f"{', '.join(sorted(result.names)) or '-'} | {'yes' if same else 'no: ' + ', '.join(sorted(base_names))} |"
+        )
+    return rows
+
+
+def bench_gallery(known_dir: Path, baseline_seconds: float) -> list[str]:
+    settings = DetectorSettings()
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache.npz"
+        _, cold = load_gallery(known_dir, settings, cache)
+        _, warm = load_gallery(known_dir, settings, cache)
+    return [
+        "| gallery load | photos | seconds | vs baseline |",
+        "|---|---|---|---|",
+        f"| baseline (re-encode every start) | {cold.photos} | {baseline_seconds:.2f} | 1.0x |",
+        f"| facewire cold (empty cache) | {cold.photos} | {cold.seconds:.2f} | {baseline_seconds / cold.seconds:.1f}x |",
+        f"| facewire warm (cache) | {warm.photos} | {warm.seconds:.3f} | {baseline_seconds / warm.seconds:.0f}x |",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces", type=Path, default=FACES, help="folder with known/ and test/ (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per image; medians are shown (default: %(default)s)")
+    args = parser.parse_args()
+    known, probes = args.faces / "known", sorted((args.faces / "test").glob("*.jpg"))
+    baseline = Baseline(known)
+    with tempfile.TemporaryDirectory() as tmp:
+        with ServerProcess(known, Path(tmp) / "server.log", "--cache", str(Path(tmp) / "cache.npz")) as server:
+            with Client(server.address, timeout=120) as client:
+                client.recognize(images.read_image(probes[0]))  # warm-up
+                print("\n".join(bench_images(client, baseline, probes, args.repeat)))
+    print()
+    print("\n".join(bench_gallery(known, baseline.load_seconds)))
+
+
+if __name__ == "__main__":
+    main()
