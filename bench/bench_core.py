@@ -75,6 +75,7 @@ def bench_images(client: Client, baseline: Baseline, paths: list[Path], repeat: 
         "| baseline ms | speed-up (server) | names | same names as baseline |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    total_server = total_baseline = 0.0
     for path in paths:
         image = images.read_image(path)
         laps: dict[str, list[float]] = {"detect": [], "encode": [], "match": [], "total": []}
@@ -88,6 +89,8 @@ def bench_images(client: Client, baseline: Baseline, paths: list[Path], repeat: 
             started = time.perf_counter()
             base_names = baseline.recognize(image)
             base.append((time.perf_counter() - started) * 1000)
+        total_server += statistics.median(laps["total"])
+        total_baseline += statistics.median(base)
         speedup = statistics.median(base) / statistics.median(laps["total"])
         same = sorted(result.names) == sorted(base_names)
         rows.append(
@@ -96,6 +99,8 @@ def bench_images(client: Client, baseline: Baseline, paths: list[Path], repeat: 
             f"{median_ms(laps['total'])} | {median_ms(trips)} | {median_ms(base)} | {speedup:.1f}x | "
             f"{', '.join(sorted(result.names)) or '-'} | {'yes' if same else 'no: ' + ', '.join(sorted(base_names))} |"
         )
+    rows.append(f"| **all {len(paths)} images** | | | | | | **{total_server:.0f}** | | **{total_baseline:.0f}** "
+                f"| **{total_baseline / total_server:.1f}x** | | |")
     return rows
 
 

@@ -41,7 +41,7 @@ def annotate(image: np.ndarray, labels: Sequence[Label]) -> np.ndarray:
     if not labels:
         return image
     height, width = image.shape[:2]
-    thickness = max(1, round(min(height, width) / 300))
+    thickness = max(2, round(min(height, width) / 250))
     size = int(np.clip(min(height, width) / 22, 11, 48))
     for label in labels:
         top, right, bottom, left = label.box

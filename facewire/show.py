@@ -11,6 +11,7 @@ import numpy as np
 
 QUIT_KEYS = {ord("q"), ord("Q"), 27}
 MAX_WINDOW = (1280, 800)
+SYSTEM_FONTS = Path("/usr/share/fonts/truetype/dejavu")
 
 
 def display_available() -> bool:
@@ -22,6 +23,7 @@ def display_available() -> bool:
 
 def show(image: np.ndarray, title: str) -> bool:
     """Show `image` until a key is pressed; False if the user pressed q or Esc."""
+    _use_system_fonts()
     cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
     height, width = image.shape[:2]
     fit = min(1.0, MAX_WINDOW[0] / width, MAX_WINDOW[1] / height)
@@ -30,6 +32,12 @@ def show(image: np.ndarray, title: str) -> bool:
     key = cv2.waitKey(0) & 0xFF
     cv2.destroyWindow(title)
     return key not in QUIT_KEYS
+
+
+def _use_system_fonts() -> None:
+    """opencv-python points Qt at a font folder it does not ship; Qt then warns at every window."""
+    if not Path(os.environ.get("QT_QPA_FONTDIR", "")).is_dir() and SYSTEM_FONTS.is_dir():
+        os.environ["QT_QPA_FONTDIR"] = str(SYSTEM_FONTS)
 
 
 def save(image: np.ndarray, folder: Path, name: str) -> Path:

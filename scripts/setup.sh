@@ -27,6 +27,11 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${missing[*]}" >&2
     apt_install "${missing[@]}"
 fi
+# The tests open a real window on a virtual display when Xvfb and xdotool are there.
+if [ "${1:-}" = "--dev" ] && ! { command -v Xvfb && command -v xdotool; } >/dev/null && command -v apt-get >/dev/null; then
+    echo "setup: installing xvfb and xdotool for the window test" >&2
+    apt_install xvfb xdotool || echo "setup: without them the window test is skipped" >&2
+fi
 
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv || { rm -rf .venv; apt_install python3-venv && "$PYTHON" -m venv .venv; }
@@ -40,7 +45,7 @@ if [ ! -f "$stamp" ]; then
     for f in "${files[@]}"; do
         .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r "$f"
     done
-    .venv/bin/python -c "import dlib, face_recognition, cv2, zmq" \
+    .venv/bin/python -W ignore::UserWarning -c "import dlib, face_recognition, cv2, zmq" \
         || { echo "setup: the installed packages do not import; see above" >&2; exit 1; }
     touch "$stamp"
 fi

@@ -1,0 +1,59 @@
+"""The client's window, on a real X display (Xvfb), driven with xdotool like a person would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import REPO_PROBES, ROOT
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("Xvfb") and shutil.which("xdotool")), reason="needs Xvfb and xdotool (apt-get install xvfb xdotool)"
+)
+
+
+@pytest.fixture
+def display():
+    """A virtual X display; Xvfb picks a free number and writes it to stdout."""
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    yield ":" + xvfb.stdout.readline().strip()
+    xvfb.terminate()
+    xvfb.wait()
+
+
+def find_window(title: str, env: dict[str, str], seconds: float = 30) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = subprocess.run(["xdotool", "search", "--name", title], env=env, capture_output=True, text=True)
+        if found.stdout.strip():
+            return found.stdout.split()[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no window titled {title!r} appeared")
+
+
+def test_client_shows_the_labelled_image_and_q_quits(repo_server, display, tmp_path):
+    env = {**os.environ, "DISPLAY": display}
+    client = subprocess.Popen(
+        [sys.executable, str(ROOT / "client.py"), "--server", repo_server.address,
+         str(REPO_PROBES / "grace_hopper.jpg"), str(REPO_PROBES / "no_face.jpg")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        window = find_window("facewire: grace_hopper.jpg", env)
+        time.sleep(0.5)
+        assert client.poll() is None  # waiting for a key, as a viewer should
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True)
+        subprocess.run(["xdotool", "key", "q"], env=env, check=True)
+        out, err = client.communicate(timeout=20)
+    finally:
+        client.kill()
+    assert client.returncode == 0, err
+    assert out.strip().endswith("grace_hopper.jpg: grace_hopper")  # q stopped before the second image
+    assert not (tmp_path / "facewire-output").exists()  # shown, not saved
+    assert "QFontDatabase" not in err
