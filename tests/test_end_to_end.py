@@ -275,3 +275,12 @@ def test_sigterm_stops_the_server_cleanly_and_the_cache_makes_restarts_fast(tmp_
         assert "0 encoded, 1 from cache" in second.log()
     finally:
         assert second.stop(signal.SIGINT) == 0
+
+
+def test_cnn_detector_end_to_end(repo_gallery, tmp_path):
+    with ServerProcess(repo_gallery, tmp_path / "cnn.log", "--model", "cnn", "--cache", str(tmp_path / "c.npz")) as server:
+        done = run_client("--server", server.address, "--json", "--no-show", "--timeout", "120",
+                          str(REPO_PROBES / "group_small_faces.jpg"))
+    assert done.returncode == 0, done.stderr
+    names = [f["name"] for f in json_lines(done.stdout)["group_small_faces.jpg"]]
+    assert sorted(names) == ["Unknown", "grace_hopper"]
