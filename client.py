@@ -12,6 +12,7 @@ from pathlib import Path
 from facewire import show
 from facewire.client import DEFAULT_SERVER, Client, Result, ServerError, ServerUnavailable
 from facewire.images import ImageError, is_image_path, read_image
+from facewire.protocol import ProtocolError
 
 DEFAULT_SAVE_DIR = Path("facewire-output")
 EXIT_IMAGE_ERRORS, EXIT_NO_SERVER = 1, 2
@@ -69,6 +70,18 @@ def main() -> int:
             return EXIT_NO_SERVER
 
 
+def recognize_file(client: Client, path: Path, annotate: bool, tolerance: float | None) -> Result | None:
+    """Recognise one image file; on failure say why on stderr and return None."""
+    try:
+        return client.recognize(read_image(path), annotate=annotate, tolerance=tolerance)
+    except ImageError as exc:
+        message = str(exc)
+    except (ServerError, ProtocolError) as exc:
+        message = f"{path}: {exc}"
+    print(f"error: {message}", file=sys.stderr)
+    return None
+
+
 def recognize_all(client: Client, args: argparse.Namespace) -> int:
     window = not args.no_show and show.display_available()
     save_dir = args.save
@@ -77,11 +90,8 @@ def recognize_all(client: Client, args: argparse.Namespace) -> int:
         print(f"no display found: saving annotated images to {save_dir}/", file=sys.stderr)
     failures = 0
     for path in image_paths(args.inputs, args.recursive):
-        try:
-            result = client.recognize(read_image(path), annotate=window or save_dir is not None,
-                                      tolerance=args.tolerance)
-        except (ImageError, ServerError) as exc:
-            print(f"error: {path}: {exc}" if isinstance(exc, ServerError) else f"error: {exc}", file=sys.stderr)
+        result = recognize_file(client, path, window or save_dir is not None, args.tolerance)
+        if result is None:
             failures += 1
             continue
         report(path, result, args.json)

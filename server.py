@@ -59,7 +59,10 @@ def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     context = zmq.Context()
-    socket = bind_rep(context, args.bind, service.limits)
+    try:
+        socket = bind_rep(context, args.bind, service.limits)
+    except zmq.ZMQError as exc:
+        raise SystemExit(f"cannot bind {args.bind}: {exc}") from None
     log.info(
         "ready on %s: %d people, %d photos, loaded in %.2f s",
         socket.getsockopt_string(zmq.LAST_ENDPOINT), len(gallery.people), len(gallery.names), stats.seconds,

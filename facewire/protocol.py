@@ -49,6 +49,10 @@ class Limits:
         return self.max_pixels * max(CHANNELS) + MAX_HEADER_BYTES
 
 
+TRUSTED_REPLY_LIMITS = Limits(max_pixels=2**62)
+"""The client checks a reply's shape against its buffer, but not its size: it asked for it."""
+
+
 @dataclass(frozen=True)
 class Request:
     """A validated request. `classic` marks pyzmq's plain send_array framing."""
@@ -179,4 +183,4 @@ def unpack_reply(frames: Sequence[Buffer]) -> tuple[dict[str, Any], np.ndarray |
         raise ProtocolError("bad_reply", "reply has no 'ok' field")
     if "image" not in body or len(frames) < 2:
         return body, None
-    return body, array_from_frame(body["image"], frames[1], Limits(max_pixels=2**62))
+    return body, array_from_frame(body["image"], frames[1], TRUSTED_REPLY_LIMITS)

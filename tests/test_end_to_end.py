@@ -284,3 +284,18 @@ def test_cnn_detector_end_to_end(repo_gallery, tmp_path):
     assert done.returncode == 0, done.stderr
     names = [f["name"] for f in json_lines(done.stdout)["group_small_faces.jpg"]]
     assert sorted(names) == ["Unknown", "grace_hopper"]
+
+
+def test_a_second_server_on_a_taken_address_says_so(repo_server, repo_gallery, tmp_path):
+    with pytest.raises(RuntimeError) as info:
+        ServerProcess(repo_gallery, tmp_path / "second.log", "--bind", repo_server.address)
+    assert "cannot bind" in str(info.value) and "Traceback" not in str(info.value)
+
+
+def test_an_image_over_the_server_limit_is_reported_and_the_run_goes_on(repo_gallery, tmp_path):
+    with ServerProcess(repo_gallery, tmp_path / "server.log", "--max-megapixels", "0.2") as server:
+        done = run_client("--server", server.address, "--no-show", str(REPO_PROBES / "no_face.jpg"),
+                          str(REPO_PROBES / "grace_hopper.jpg"))
+    assert done.returncode == 1
+    assert "no_face.jpg: too_large" in done.stderr  # 600x400 is over 0.2 megapixels
+    assert "grace_hopper.jpg: grace_hopper" in done.stdout  # 358x420 is not
