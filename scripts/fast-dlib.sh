@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Build dlib from source against OpenBLAS, tuned for this CPU (-march=native), and install
+# it into .venv in place of the dlib-bin wheel. The wheel is cached per CPU under
+# ~/.cache/facewire/wheels, so the ~9-minute compile happens once per machine type.
+# DLIB_CXXFLAGS overrides the flags (e.g. DLIB_CXXFLAGS="-O3 -mavx" for a portable build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VERSION=20.0.1
+FLAGS=${DLIB_CXXFLAGS:--O3 -march=native}
+scripts/setup.sh
+
+need=()
+for pkg in cmake libopenblas-dev liblapack-dev; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The cache key: dlib version, flags, and (for -march=native) what this CPU supports.
+cpu=$(grep -m1 '^flags' /proc/cpuinfo | sha256sum | cut -c1-12)
+key=$(printf '%s|%s|%s' "$VERSION" "$FLAGS" "$cpu" | sha256sum | cut -c1-16)
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/facewire/wheels/$key"
+if ! ls "$cache"/dlib-*.whl >/dev/null 2>&1; then
+    echo "fast-dlib: compiling dlib $VERSION with '$FLAGS' and OpenBLAS (about 9 minutes)" >&2
+    mkdir -p "$cache"
+    CXXFLAGS="$FLAGS" CFLAGS="$FLAGS" .venv/bin/python -m pip wheel --quiet --no-deps --no-binary dlib \
+        -w "$cache" "dlib==$VERSION"
+fi
+.venv/bin/python -m pip uninstall --quiet -y dlib-bin dlib 2>/dev/null || true
+.venv/bin/python -m pip install --quiet --no-deps --force-reinstall "$cache"/dlib-*.whl
+.venv/bin/python -c "import dlib; print('fast-dlib: installed dlib', dlib.__version__, 'BLAS', dlib.DLIB_USE_BLAS)"
