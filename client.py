@@ -8,11 +8,14 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Iterator
+
+import numpy as np
 
 from facewire import show
-from facewire.client import DEFAULT_SERVER, Client, Result, ServerError, ServerUnavailable
+from facewire.client import DEFAULT_SERVER, Client, Result, ServerUnavailable
 from facewire.images import ImageError, is_image_path, read_image
-from facewire.protocol import ProtocolError
+from facewire.protocol import ENCODINGS
 
 DEFAULT_SAVE_DIR = Path("facewire-output")
 EXIT_IMAGE_ERRORS, EXIT_NO_SERVER = 1, 2
@@ -30,6 +33,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tolerance", type=float, default=None, help="override the server's tolerance")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for each reply (default: %(default)s)")
     parser.add_argument("--retries", type=int, default=2, help="resends after a timeout (default: %(default)s)")
+    parser.add_argument("--in-flight", type=int, default=4, metavar="N",
+                        help="requests kept in flight, so several workers stay busy (default: %(default)s)")
+    parser.add_argument("--wire", choices=ENCODINGS, default="raw",
+                        help="send images raw (fastest on a LAN) or as jpeg/png (for slow links)")
     parser.add_argument("--ping", action="store_true", help="exit 0 if the server answers, 2 if not")
     args = parser.parse_args()
     if not args.inputs and not args.ping:
@@ -59,7 +66,7 @@ def report(path: Path, result: Result, as_json: bool) -> None:
 def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    with Client(args.server, args.timeout, args.retries) as client:
+    with Client(args.server, args.timeout, args.retries, args.wire) as client:
         try:
             if args.ping:
                 print(json.dumps(client.ping()))
@@ -70,16 +77,13 @@ def main() -> int:
             return EXIT_NO_SERVER
 
 
-def recognize_file(client: Client, path: Path, annotate: bool, tolerance: float | None) -> Result | None:
-    """Recognise one image file; on failure say why on stderr and return None."""
-    try:
-        return client.recognize(read_image(path), annotate=annotate, tolerance=tolerance)
-    except ImageError as exc:
-        message = str(exc)
-    except (ServerError, ProtocolError) as exc:
-        message = f"{path}: {exc}"
-    print(f"error: {message}", file=sys.stderr)
-    return None
+def load(paths: list[Path]) -> Iterator[np.ndarray | ImageError]:
+    """Each image, read as it is needed; a file that cannot be read yields its error instead."""
+    for path in paths:
+        try:
+            yield read_image(path)
+        except ImageError as exc:
+            yield exc
 
 
 def recognize_all(client: Client, args: argparse.Namespace) -> int:
@@ -88,17 +92,20 @@ def recognize_all(client: Client, args: argparse.Namespace) -> int:
     if not window and not args.no_show and save_dir is None:
         save_dir = DEFAULT_SAVE_DIR
         print(f"no display found: saving annotated images to {save_dir}/", file=sys.stderr)
+    paths = image_paths(args.inputs, args.recursive)
+    outcomes = client.recognize_many(load(paths), args.in_flight, window or save_dir is not None, args.tolerance)
     failures = 0
-    for path in image_paths(args.inputs, args.recursive):
-        result = recognize_file(client, path, window or save_dir is not None, args.tolerance)
-        if result is None:
+    for path, outcome in zip(paths, outcomes):
+        if isinstance(outcome, Exception):
+            print(f"error: {outcome}" if isinstance(outcome, ImageError) else f"error: {path}: {outcome}",
+                  file=sys.stderr)
             failures += 1
             continue
-        report(path, result, args.json)
+        report(path, outcome, args.json)
         if save_dir is not None:
-            saved = show.save(result.image, save_dir, path.name)
+            saved = show.save(outcome.image, save_dir, path.name)
             print(f"saved {saved}", file=sys.stderr)
-        if window and not show.show(result.image, f"facewire: {path.name}"):
+        if window and not show.show(outcome.image, f"facewire: {path.name}"):
             break
     return EXIT_IMAGE_ERRORS if failures else 0
 

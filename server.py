@@ -1,30 +1,46 @@
 #!/usr/bin/env python3
-"""facewire server: load known_faces/ and answer recognition requests over ZeroMQ."""
+"""facewire server: load known_faces/ and answer recognition requests over ZeroMQ.
+
+With --workers N (default: one per core) N worker processes answer behind the one
+address; --worker --connect ADDR runs one worker, here or on another host.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import zmq
 
-from facewire.gallery import load_gallery
+from facewire.broker import Proxy, WorkerPool
+from facewire.gallery import Gallery, LoadStats, load_gallery
+from facewire.process import answers_ping
 from facewire.protocol import DEFAULT_MAX_PIXELS, Limits
 from facewire.recognize import DetectorSettings
-from facewire.server import bind_rep, dlib_description, serve
+from facewire.server import bind_rep, connect_rep, dlib_description, serve
 from facewire.service import Service
 
 log = logging.getLogger("facewire")
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--known-faces", type=Path, default=Path("known_faces"),
                         help="gallery folder: NAME.jpg files and/or NAME/ folders of photos (default: %(default)s)")
     parser.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ address to bind (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                        help="worker processes behind --bind; 1 answers in this process (default: %(default)s, the cores)")
+    parser.add_argument("--worker-bind", metavar="ADDR",
+                        help="address workers connect to; give a tcp:// one to add workers on other hosts "
+                             "(default: a private ipc:// socket)")
+    parser.add_argument("--worker", action="store_true", help="run as one worker of a server (needs --connect)")
+    parser.add_argument("--connect", metavar="ADDR", help="with --worker: the server's --worker-bind address")
     parser.add_argument("--tolerance", type=float, default=0.6,
                         help="largest face distance still given a name; lower is stricter (default: %(default)s)")
     parser.add_argument("--model", choices=("hog", "cnn"), default="hog", help="face detector (default: %(default)s)")
@@ -39,14 +55,29 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=None,
                         help="encoding cache file (default: KNOWN_FACES/.facewire-cache.npz)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.worker and not args.connect:
+        parser.error("--worker needs --connect ADDR")
+    if args.workers < 0:
+        parser.error("--workers must be 0 or more")
+    return args
 
 
-def main() -> None:
-    args = parse_args()
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.info("running %s", dlib_description())
-    settings = DetectorSettings(args.model, args.upsample, args.min_face, args.min_face_fraction)
+def worker_command(args: argparse.Namespace, backend: str) -> list[str]:
+    """The command line of a local worker: this script, same settings, connected to `backend`."""
+    command = [sys.executable, os.path.abspath(__file__), "--worker", "--connect", backend,
+               "--known-faces", str(args.known_faces), "--tolerance", str(args.tolerance),
+               "--model", args.model, "--min-face", str(args.min_face),
+               "--min-face-fraction", str(args.min_face_fraction),
+               "--max-megapixels", str(args.max_megapixels), "--log-level", args.log_level]
+    if args.upsample is not None:
+        command += ["--upsample", str(args.upsample)]
+    if args.cache is not None:
+        command += ["--cache", str(args.cache)]
+    return command
+
+
+def load(args: argparse.Namespace, settings: DetectorSettings) -> tuple[Gallery, LoadStats]:
     if not args.known_faces.is_dir():
         raise SystemExit(f"gallery folder {args.known_faces} does not exist")
     gallery, stats = load_gallery(args.known_faces, settings, args.cache)
@@ -54,10 +85,19 @@ def main() -> None:
         "gallery %s: %d photos, %d encoded, %d from cache, %d skipped",
         args.known_faces, stats.photos, stats.encoded, stats.from_cache, len(stats.skipped),
     )
-    service = Service(gallery, settings, args.tolerance, Limits(int(args.max_megapixels * 1e6)))
+    return gallery, stats
+
+
+def stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def run_single(args: argparse.Namespace, service: Service, stats: LoadStats) -> None:
+    """One process: a REP socket answers every request itself."""
+    stop = stop_on_signals()
     context = zmq.Context()
     try:
         socket = bind_rep(context, args.bind, service.limits)
@@ -65,10 +105,67 @@ def main() -> None:
         raise SystemExit(f"cannot bind {args.bind}: {exc}") from None
     log.info(
         "ready on %s: %d people, %d photos, loaded in %.2f s",
-        socket.getsockopt_string(zmq.LAST_ENDPOINT), len(gallery.people), len(gallery.names), stats.seconds,
+        socket.getsockopt_string(zmq.LAST_ENDPOINT), len(service.gallery.people),
+        len(service.gallery.names), stats.seconds,
     )
     serve(service, socket, stop)
     context.term()
+
+
+def run_worker(args: argparse.Namespace, service: Service) -> None:
+    """One worker: a REP socket connected to a server's worker address."""
+    stop = stop_on_signals()
+    context = zmq.Context()
+    socket = connect_rep(context, args.connect, service.limits)
+    log.info("worker %d serving %s", os.getpid(), args.connect)
+    serve(service, socket, stop)
+    context.term()
+
+
+def run_broker(args: argparse.Namespace, gallery: Gallery, stats: LoadStats, limits: Limits) -> None:
+    """The proxy between clients and workers, and the local workers' supervisor."""
+    stop = stop_on_signals()
+    context = zmq.Context()
+    with tempfile.TemporaryDirectory(prefix="facewire-") as private:
+        backend = args.worker_bind or f"ipc://{private}/workers"
+        try:
+            proxy = Proxy(context, args.bind, backend, limits)
+        except zmq.ZMQError as exc:
+            raise SystemExit(f"cannot bind {args.bind} and {backend}: {exc}") from None
+        frontend, backend = proxy.endpoints()
+        proxy.start()
+        pool = WorkerPool(worker_command(args, backend), args.workers)
+        try:
+            while args.workers and not stop.is_set() and not answers_ping(frontend, 500):
+                pool.check()
+            log.info(
+                "ready on %s: %d people, %d photos, loaded in %.2f s; %d local workers, workers connect to %s",
+                frontend, len(gallery.people), len(gallery.names), stats.seconds, args.workers, backend,
+            )
+            while not stop.wait(0.5):
+                pool.check()
+        finally:
+            pool.stop()
+            proxy.stop()
+            context.term()
+            log.info("stopped")
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    settings = DetectorSettings(args.model, args.upsample, args.min_face, args.min_face_fraction)
+    limits = Limits(int(args.max_megapixels * 1e6))
+    if not args.worker:
+        log.info("running %s", dlib_description())
+    gallery, stats = load(args, settings)  # a broker loads it too, so its workers start from a warm cache
+    if args.worker:
+        run_worker(args, Service(gallery, settings, args.tolerance, limits))
+    elif args.workers == 1:
+        run_single(args, Service(gallery, settings, args.tolerance, limits), stats)
+    else:
+        run_broker(args, gallery, stats, limits)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,25 @@
-"""A REQ client with timeouts and lazy-pirate retries: `Client(server).recognize(image)`."""
+"""The client: `Client(server).recognize(image)`, or `recognize_many(images)` pipelined.
+
+One request at a time goes over a REQ socket with lazy-pirate retries; many go
+over a DEALER socket (see pipeline.py) with several in flight.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import zmq
 
 from . import protocol
+from .pipeline import Pipeline, ServerUnavailable
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVER = "tcp://127.0.0.1:5555"
-
-
-class ServerUnavailable(ConnectionError):
-    """No reply after every retry."""
+__all__ = ["Client", "Result", "ServerError", "ServerUnavailable", "DEFAULT_SERVER"]
 
 
 class ServerError(RuntimeError):
@@ -44,10 +46,11 @@ class Result:
 class Client:
     """Talks to a facewire server; never blocks longer than timeout x (retries + 1)."""
 
-    def __init__(self, server: str = DEFAULT_SERVER, timeout: float = 20.0, retries: int = 2):
+    def __init__(self, server: str = DEFAULT_SERVER, timeout: float = 20.0, retries: int = 2, wire: str = "raw"):
         self.server = server
         self.timeout_ms = int(timeout * 1000)
         self.retries = retries
+        self.wire = wire
         self.context = zmq.Context()
         self.socket = self._connect()
 
@@ -73,22 +76,49 @@ class Client:
 
     def call(self, frames: list[Any]) -> tuple[dict[str, Any], np.ndarray | None]:
         """A request whose error reply becomes ServerError."""
-        body, image = protocol.unpack_reply(self.request(frames))
-        if not body["ok"]:
-            error = body.get("error", {})
-            raise ServerError(error.get("code", "unknown"), error.get("message", ""))
-        return body, image
+        return _checked(self.request(frames))
 
     def ping(self) -> dict[str, Any]:
         return self.call(protocol.pack_request("ping"))[0]
 
     def recognize(self, image: np.ndarray, annotate: bool = True, tolerance: float | None = None) -> Result:
         """Recognise faces in a BGR (or grey, or BGRA) uint8 image."""
-        options: dict[str, Any] = {"annotate": annotate}
-        if tolerance is not None:
-            options["tolerance"] = tolerance
-        body, annotated = self.call(protocol.pack_request("recognize", image, **options))
-        return Result(body["faces"], body.get("timings_ms", {}), annotated)
+        frames = protocol.pack_request("recognize", image, self.wire, **_options(annotate, tolerance))
+        return _result(*self.call(frames))
+
+    def recognize_many(
+        self, images: Iterable[np.ndarray | Exception], in_flight: int = 4,
+        annotate: bool = True, tolerance: float | None = None,
+    ) -> Iterator[Result | Exception]:
+        """Results for many images, in input order, with up to `in_flight` requests outstanding.
+
+        An item that is an Exception (say, a file that could not be read) is passed
+        through in its place; a refused image yields its ServerError.
+        """
+        options = _options(annotate, tolerance)
+        pipeline = Pipeline(self.context, self.server, self.timeout_ms / 1000, self.retries)
+        items, done, outcomes, next_out = enumerate(images), False, {}, 0
+        try:
+            while True:
+                while not done and len(pipeline) < in_flight:
+                    index, item = next(items, (None, None))
+                    if index is None:
+                        done = True
+                    elif isinstance(item, Exception):
+                        outcomes[index] = item
+                    else:
+                        pipeline.send(index, protocol.pack_request("recognize", item, self.wire, id=index, **options))
+                while next_out in outcomes:
+                    yield outcomes.pop(next_out)
+                    next_out += 1
+                if not pipeline:
+                    if done:
+                        return
+                    continue
+                index, reply = pipeline.receive()
+                outcomes[index] = _outcome(reply)
+        finally:
+            pipeline.close()
 
     def close(self) -> None:
         self.socket.close(linger=0)
@@ -99,3 +129,26 @@ class Client:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _options(annotate: bool, tolerance: float | None) -> dict[str, Any]:
+    return {"annotate": annotate} if tolerance is None else {"annotate": annotate, "tolerance": tolerance}
+
+
+def _checked(frames: list[bytes]) -> tuple[dict[str, Any], np.ndarray | None]:
+    body, image = protocol.unpack_reply(frames)
+    if not body["ok"]:
+        error = body.get("error", {})
+        raise ServerError(error.get("code", "unknown"), error.get("message", ""))
+    return body, image
+
+
+def _result(body: dict[str, Any], image: np.ndarray | None) -> Result:
+    return Result(body["faces"], body.get("timings_ms", {}), image)
+
+
+def _outcome(frames: list[bytes]) -> Result | Exception:
+    try:
+        return _result(*_checked(frames))
+    except (ServerError, protocol.ProtocolError) as exc:
+        return exc

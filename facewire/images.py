@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+COMPRESSED_FORMATS = {"jpeg": ".jpg", "png": ".png"}
+JPEG_QUALITY = 90
 
 
 class ImageError(ValueError):
@@ -25,6 +30,40 @@ def decode_image(data: bytes) -> np.ndarray:
     if image is None:
         raise ImageError("not a readable image")
     return image
+
+
+def compressed_size(data: bytes, fmt: str) -> tuple[int, int]:
+    """(width, height) from a JPEG or PNG header, without decoding any pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[fmt.upper()]) as image:
+                return image.size
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(f"{fmt} image declares an enormous size") from None
+    except Exception:
+        raise ImageError(f"not a readable {fmt} image") from None
+
+
+def decode_compressed(data: bytes, fmt: str, max_pixels: int) -> np.ndarray:
+    """Decode JPEG/PNG bytes to BGR, refusing (before decoding) more than max_pixels."""
+    width, height = compressed_size(data, fmt)
+    if width * height > max_pixels:
+        raise ImageError(f"{fmt} image of {width}x{height} pixels exceeds the limit of {max_pixels}")
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    if image is None or image.shape[:2] != (height, width):
+        raise ImageError(f"{fmt} image is corrupt or truncated")
+    return image
+
+
+def encode_compressed(image: np.ndarray, fmt: str) -> bytes:
+    """BGR/grey/BGRA array -> JPEG or PNG bytes."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if fmt == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ok, data = cv2.imencode(COMPRESSED_FORMATS[fmt], image, params)
+    if not ok:
+        raise ImageError(f"could not encode the image as {fmt}")
+    return data.tobytes()
 
 
 def read_image(path: Path) -> np.ndarray:

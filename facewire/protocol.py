@@ -1,10 +1,12 @@
 """The wire protocol: multipart frames <-> (header, array), with validation and limits.
 
-Request:  [JSON header, raw pixels]   header = {"op": "recognize", "dtype": "uint8",
-                                                "shape": [h, w] | [h, w, 1|3|4], ...options}
-          [JSON header]               header = {"op": "ping"}
-Reply:    [JSON body, raw pixels?]    body = {"ok": true, ...}  or
-          [JSON body]                 body = {"ok": false, "error": {"code", "message"}}
+Request:  [JSON header, pixels]   header = {"op": "recognize", "dtype": "uint8",
+                                            "shape": [h, w] | [h, w, 1|3|4], ...options}
+          [JSON header, JPEG/PNG] header = {"op": "recognize", "encoding": "jpeg"|"png", ...}
+          [JSON header]           header = {"op": "ping"}
+Reply:    [JSON body, image?]     body = {"ok": true, ...}  or
+          [JSON body]             body = {"ok": false, "error": {"code", "message"}}
+Any request may carry an "id" (string or integer), echoed in its reply.
 Classic:  a request header with only "dtype" and "shape" (pyzmq's send_array) is
           answered in the same form: [{"dtype", "shape"}, raw pixels].
 Nothing here knows about sockets or faces.
@@ -19,11 +21,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import images
+
 MAX_HEADER_BYTES = 64 * 1024
+MAX_ID_LENGTH = 128
 DEFAULT_MAX_PIXELS = 40_000_000
 CHANNELS = (1, 3, 4)
 OPS = ("recognize", "ping")
-RECOGNIZE_OPTIONS = {"tolerance", "annotate"}
+ENCODINGS = ("raw", "jpeg", "png")
+RECOGNIZE_OPTIONS = {"tolerance", "annotate", "encoding"}
 ARRAY_KEYS = {"dtype", "shape"}
 
 Buffer = bytes | bytearray | memoryview
@@ -32,10 +38,11 @@ Buffer = bytes | bytearray | memoryview
 class ProtocolError(Exception):
     """A request the server refuses; `code` is machine-readable, the message is for people."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, request_id: str | int | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,11 @@ class Request:
     options: dict[str, Any]
     image: np.ndarray | None = None
     classic: bool = False
+    request_id: str | int | None = None
+
+    @property
+    def encoding(self) -> str:
+        return self.options.get("encoding", "raw")
 
 
 def parse_request(frames: Sequence[Buffer], limits: Limits = Limits()) -> Request:
@@ -68,17 +80,53 @@ def parse_request(frames: Sequence[Buffer], limits: Limits = Limits()) -> Reques
     if not frames:
         raise ProtocolError("bad_request", "empty message")
     header = _parse_header(frames[0])
+    request_id = header.pop("id", None)
+    try:
+        _check_id(request_id)
+        return _parse_op(header, frames, limits, request_id)
+    except ProtocolError as exc:
+        exc.request_id = request_id if _valid_id(request_id) else None
+        raise
+
+
+def _parse_op(header: dict[str, Any], frames: Sequence[Buffer], limits: Limits,
+              request_id: str | int | None) -> Request:
     classic = "op" not in header and set(header) == ARRAY_KEYS
-    op = "recognize" if classic else header.get("op")
+    op = "recognize" if classic else header.pop("op", None)
     if op not in OPS:
         raise ProtocolError("unknown_op", f"unknown op {op!r}; expected one of {', '.join(OPS)}")
     if op == "ping":
         _expect_frames(frames, 1, "ping takes 1 frame (the JSON header)")
-        return Request("ping", {})
-    _expect_frames(frames, 2, "recognize takes 2 frames: JSON header, then raw pixels")
-    options = {k: v for k, v in header.items() if k not in ARRAY_KEYS | {"op"}}
-    image = array_from_frame(header, frames[1], limits)
-    return Request("recognize", _check_options(options), image, classic)
+        _check_no_options(header)
+        return Request("ping", {}, request_id=request_id)
+    _expect_frames(frames, 2, "recognize takes 2 frames: JSON header, then the image")
+    options = _check_options({k: v for k, v in header.items() if k not in ARRAY_KEYS})
+    if options.get("encoding", "raw") == "raw":
+        image = array_from_frame(header, frames[1], limits)
+    else:
+        image = _decode_frame(header, frames[1], options["encoding"], limits)
+    return Request("recognize", options, image, classic, request_id)
+
+
+def _valid_id(request_id: Any) -> bool:
+    if isinstance(request_id, str):
+        return len(request_id) <= MAX_ID_LENGTH
+    return isinstance(request_id, int) and not isinstance(request_id, bool) and abs(request_id) < 2**63
+
+
+def _check_id(request_id: Any) -> None:
+    if request_id is not None and not _valid_id(request_id):
+        raise ProtocolError("bad_option", f"id must be a string of at most {MAX_ID_LENGTH} characters or an integer")
+
+
+def _decode_frame(header: dict[str, Any], frame: Buffer, encoding: str, limits: Limits) -> np.ndarray:
+    if ARRAY_KEYS & set(header):
+        raise ProtocolError("bad_option", f"a {encoding} image carries its own size: drop dtype and shape")
+    try:
+        return images.decode_compressed(bytes(frame), encoding, limits.max_pixels)
+    except images.ImageError as exc:
+        code = "too_large" if "exceeds" in str(exc) or "enormous" in str(exc) else "bad_image"
+        raise ProtocolError(code, str(exc)) from None
 
 
 def _parse_header(frame: Buffer) -> dict[str, Any]:
@@ -99,10 +147,17 @@ def _expect_frames(frames: Sequence[Buffer], count: int, message: str) -> None:
         raise ProtocolError("bad_request", f"{message}; got {len(frames)} frames")
 
 
+def _check_no_options(header: dict[str, Any]) -> None:
+    if header:
+        raise ProtocolError("bad_option", f"ping takes no options, got {sorted(header)}")
+
+
 def _check_options(options: dict[str, Any]) -> dict[str, Any]:
     unknown = set(options) - RECOGNIZE_OPTIONS
     if unknown:
         raise ProtocolError("bad_option", f"unknown option(s) {sorted(unknown)}; allowed: {sorted(RECOGNIZE_OPTIONS)}")
+    if options.get("encoding", "raw") not in ENCODINGS:
+        raise ProtocolError("bad_option", f"encoding must be one of {', '.join(ENCODINGS)}")
     tolerance = options.get("tolerance")
     if tolerance is not None and not (_is_number(tolerance) and 0 <= tolerance <= 2):
         raise ProtocolError("bad_option", "tolerance must be a number from 0 to 2")
@@ -153,27 +208,34 @@ def _json(body: dict[str, Any]) -> bytes:
     return json.dumps(body, allow_nan=False, ensure_ascii=False).encode()
 
 
-def pack_request(op: str, image: np.ndarray | None = None, **options: Any) -> list[bytes]:
-    """Client side: frames for a request (`image` for recognize)."""
+def pack_request(op: str, image: np.ndarray | None = None, encoding: str = "raw", **options: Any) -> list[Any]:
+    """Client side: frames for a request (`image` for recognize, sent raw or compressed)."""
     if image is None:
         return [_json({"op": op, **options})]
-    return [_json({"op": op, **array_header(image), **options}), raw_bytes(image)]
+    if encoding == "raw":
+        return [_json({"op": op, **array_header(image), **options}), raw_bytes(image)]
+    return [_json({"op": op, "encoding": encoding, **options}), images.encode_compressed(image, encoding)]
 
 
-def pack_classic(image: np.ndarray) -> list[bytes]:
+def pack_classic(image: np.ndarray) -> list[Any]:
     """pyzmq's send_array framing: JSON dtype/shape, then the raw buffer."""
     return [_json(array_header(image)), raw_bytes(image)]
 
 
-def pack_reply(body: dict[str, Any], image: np.ndarray | None = None) -> list[bytes]:
+def pack_reply(body: dict[str, Any], image: np.ndarray | None = None, encoding: str = "raw") -> list[Any]:
     """A success reply; the image (if any) follows the JSON body, described under "image"."""
     if image is None:
         return [_json({"ok": True, **body})]
-    return [_json({"ok": True, **body, "image": array_header(image)}), raw_bytes(image)]
+    described = {**array_header(image), "encoding": encoding}
+    data = raw_bytes(image) if encoding == "raw" else images.encode_compressed(image, encoding)
+    return [_json({"ok": True, **body, "image": described}), data]
 
 
-def pack_error(code: str, message: str) -> list[bytes]:
-    return [_json({"ok": False, "error": {"code": code, "message": message}})]
+def pack_error(code: str, message: str, request_id: str | int | None = None) -> list[bytes]:
+    body: dict[str, Any] = {"ok": False, "error": {"code": code, "message": message}}
+    if request_id is not None:
+        body["id"] = request_id
+    return [_json(body)]
 
 
 def unpack_reply(frames: Sequence[Buffer]) -> tuple[dict[str, Any], np.ndarray | None]:
@@ -183,4 +245,10 @@ def unpack_reply(frames: Sequence[Buffer]) -> tuple[dict[str, Any], np.ndarray |
         raise ProtocolError("bad_reply", "reply has no 'ok' field")
     if "image" not in body or len(frames) < 2:
         return body, None
-    return body, array_from_frame(body["image"], frames[1], TRUSTED_REPLY_LIMITS)
+    encoding = body["image"].get("encoding", "raw")
+    if encoding == "raw":
+        return body, array_from_frame(body["image"], frames[1], TRUSTED_REPLY_LIMITS)
+    try:
+        return body, images.decode_compressed(bytes(frames[1]), encoding, TRUSTED_REPLY_LIMITS.max_pixels)
+    except images.ImageError as exc:
+        raise ProtocolError("bad_reply", str(exc)) from None

@@ -24,12 +24,25 @@ def dlib_description() -> str:
     )
 
 
-def bind_rep(context: zmq.Context, address: str, limits: Limits) -> zmq.Socket:
-    """A REP socket bound to `address`; frames over the limit drop the peer (ZeroMQ's MAXMSGSIZE)."""
+def _rep(context: zmq.Context, limits: Limits) -> zmq.Socket:
+    """A REP socket; frames over the limit drop the peer (ZeroMQ's MAXMSGSIZE)."""
     socket = context.socket(zmq.REP)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
+    return socket
+
+
+def bind_rep(context: zmq.Context, address: str, limits: Limits) -> zmq.Socket:
+    """A REP socket bound to `address`, for a server that answers in one process."""
+    socket = _rep(context, limits)
     socket.bind(address)
+    return socket
+
+
+def connect_rep(context: zmq.Context, address: str, limits: Limits) -> zmq.Socket:
+    """A REP socket connected to a broker's worker address, for one worker."""
+    socket = _rep(context, limits)
+    socket.connect(address)
     return socket
 
 

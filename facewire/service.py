@@ -35,14 +35,14 @@ class Service:
             request = protocol.parse_request(frames, self.limits)
         except protocol.ProtocolError as exc:
             log.warning("refused request: %s: %s", exc.code, exc.message)
-            return protocol.pack_error(exc.code, exc.message)
+            return protocol.pack_error(exc.code, exc.message, exc.request_id)
         try:
             if request.op == "ping":
-                return protocol.pack_reply(self.status())
+                return protocol.pack_reply(self._with_id(self.status(), request))
             return self.recognize(request)
         except Exception:
             log.exception("request failed")
-            return protocol.pack_error("internal", "the server failed on this request; see its log")
+            return protocol.pack_error("internal", "the server failed on this request; see its log", request.request_id)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -79,7 +79,11 @@ class Service:
             for box, m in zip(boxes, matches)
         ]
         body = {"op": "recognize", "faces": faces, "timings_ms": clock.laps}
-        return protocol.pack_reply(body, annotated)
+        return protocol.pack_reply(self._with_id(body, request), annotated, request.encoding)
+
+    @staticmethod
+    def _with_id(body: dict[str, Any], request: protocol.Request) -> dict[str, Any]:
+        return body if request.request_id is None else {**body, "id": request.request_id}
 
 
 def _label(box: tuple[int, int, int, int], match: Match) -> draw.Label:

@@ -93,7 +93,7 @@ def test_pixel_limit_is_configurable():
 def test_replies_unpack_to_body_and_image():
     image = np.full((3, 4, 3), 7, dtype=np.uint8)
     body, back = protocol.unpack_reply(protocol.pack_reply({"faces": []}, image))
-    assert body["ok"] is True and body["image"] == {"dtype": "uint8", "shape": [3, 4, 3]}
+    assert body["ok"] is True and body["image"] == {"dtype": "uint8", "shape": [3, 4, 3], "encoding": "raw"}
     np.testing.assert_array_equal(back, image)
     body, back = protocol.unpack_reply(protocol.pack_error("bad_shape", "why"))
     assert body == {"ok": False, "error": {"code": "bad_shape", "message": "why"}} and back is None

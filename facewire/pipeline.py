@@ -1,0 +1,85 @@
+"""Many requests in flight on one DEALER socket, matched to replies by id, resent on timeout.
+
+A REP server (or a broker in front of REP workers) answers DEALER peers whose
+messages start with an empty delimiter frame, so the same server serves both
+this and a plain REQ client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from . import protocol
+
+log = logging.getLogger(__name__)
+
+
+class ServerUnavailable(ConnectionError):
+    """No reply after every retry."""
+
+
+@dataclass
+class _Pending:
+    frames: list[Any]
+    deadline: float
+    attempts: int = 1
+
+
+class Pipeline:
+    """Send requests tagged with ids; `receive` returns (id, reply frames) as replies arrive."""
+
+    def __init__(self, context: zmq.Context, server: str, timeout: float, retries: int):
+        self.server, self.timeout, self.retries = server, timeout, retries
+        self.socket = context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(server)
+        self.pending: dict[int, _Pending] = {}
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def send(self, request_id: int, frames: list[Any]) -> None:
+        self.pending[request_id] = _Pending(frames, time.monotonic() + self.timeout)
+        self.socket.send_multipart([b"", *frames], copy=False)
+
+    def receive(self) -> tuple[int, list[bytes]]:
+        """The next reply to a pending request; resends overdue requests; raises ServerUnavailable."""
+        while True:
+            wait = min(p.deadline for p in self.pending.values()) - time.monotonic()
+            if self.socket.poll(max(0, int(wait * 1000))):
+                frames = self.socket.recv_multipart()
+                request_id = _reply_id(frames[1:]) if frames[:1] == [b""] else None
+                if request_id in self.pending:
+                    del self.pending[request_id]
+                    return request_id, frames[1:]
+                continue  # a late duplicate of a resent request, or noise
+            self._resend_overdue()
+
+    def _resend_overdue(self) -> None:
+        now = time.monotonic()
+        for request_id, pending in self.pending.items():
+            if pending.deadline > now:
+                continue
+            if pending.attempts > self.retries:
+                raise ServerUnavailable(
+                    f"no reply from {self.server} after {pending.attempts} attempt(s) of {self.timeout:g} s"
+                )
+            log.warning("no reply to request %s in %.1f s; resending", request_id, self.timeout)
+            pending.attempts += 1
+            pending.deadline = now + self.timeout
+            self.socket.send_multipart([b"", *pending.frames], copy=False)
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+
+def _reply_id(frames: list[bytes]) -> Any:
+    try:
+        return protocol.unpack_reply(frames[:1])[0].get("id")
+    except protocol.ProtocolError:
+        return None
