@@ -35,22 +35,24 @@ def answers_ping(address: str, timeout_ms: int = 1000) -> bool:
 class ServerProcess:
     """`python server.py` as a subprocess, its log captured to a file; ready when it answers ping."""
 
-    def __init__(self, known_faces: Path, log_path: Path, *extra: str, ready_within: float = 120):
+    def __init__(self, known_faces: Path, log_path: Path, *extra: str, ready_within: float = 120, wait: bool = True):
+        """Start the server; with wait=False, ready means its "ready on" log line (a broker with no workers)."""
         self.address = f"tcp://127.0.0.1:{free_port()}"
         self.log_path = Path(log_path)
         command = [sys.executable, str(ROOT / "server.py"), "--known-faces", str(known_faces),
                    "--bind", self.address, *extra]
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_ready(ready_within)
+        self._wait_ready(ready_within, wait)
 
-    def _wait_ready(self, seconds: float) -> None:
+    def _wait_ready(self, seconds: float, ping: bool) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if not self.alive():
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            if answers_ping(self.address):
+            if answers_ping(self.address) if ping else "ready on" in self.log():
                 return
+            time.sleep(0 if ping else 0.1)
         self.stop()
         raise RuntimeError(f"server not ready in {seconds} s:\n{self.log()}")
 
