@@ -90,8 +90,7 @@ def file_hash(path: Path) -> str:
 
 def encode_photo(path: Path, settings: DetectorSettings) -> CacheEntry:
     """Encode the largest face of a photo file (raises images.ImageError if unreadable)."""
-    rgb = images.to_rgb(images.read_image(path))
-    faces = find_faces(rgb, settings)
+    faces = find_faces(images.read_image(path), settings)
     if not faces:
         return CacheEntry(0, None)
     largest = max(faces, key=lambda face: box_area(face.box))

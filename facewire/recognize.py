@@ -1,8 +1,8 @@
-"""Find and encode faces in an RGB array, and match encodings against a gallery.
+"""Find and encode faces in an image, and match encodings against a gallery.
 
-Detection runs on a resized copy chosen so that the smallest face worth finding
-is just large enough for dlib's HOG detector: small images are upscaled, large
-ones reduced. Encoding always runs on the full-resolution image.
+Detection runs on a grey, resized copy chosen so that the smallest face worth
+finding is just large enough for dlib's HOG detector: small images are upscaled,
+large ones reduced. Encoding always runs on the full-resolution RGB image.
 """
 
 from __future__ import annotations
@@ -16,12 +16,17 @@ import cv2
 import dlib
 import numpy as np
 
+from . import images
+
 with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
     warnings.simplefilter("ignore", UserWarning)
     import face_recognition.api as fr_api
 
 HOG_MIN_FACE = 60
 """Smallest face box (px) that dlib's HOG detector finds reliably at scale 1 (measured)."""
+
+DETECTION_REVISION = 2
+"""Bumped whenever detection changes in a way that can move boxes (2: HOG on grey)."""
 
 Box = tuple[int, int, int, int]
 """A face box as (top, right, bottom, left) in pixels of the image the client sent."""
@@ -46,7 +51,7 @@ class DetectorSettings:
 
     def cache_tag(self) -> str:
         """A string that changes whenever a setting could change an encoding."""
-        return f"{self.model}|{self.upsample}|{self.min_face}|{self.min_face_fraction:.4f}"
+        return f"r{DETECTION_REVISION}|{self.model}|{self.upsample}|{self.min_face}|{self.min_face_fraction:.4f}"
 
 
 @dataclass(frozen=True)
@@ -74,16 +79,17 @@ def detection_scale(height: int, width: int, settings: DetectorSettings) -> floa
     return HOG_MIN_FACE / smallest_face
 
 
-def detect_faces(rgb: np.ndarray, settings: DetectorSettings) -> list[Box]:
-    """Locate faces; boxes are in `rgb`'s coordinates, clipped to it."""
-    height, width = rgb.shape[:2]
+def detect_faces(image: np.ndarray, settings: DetectorSettings) -> list[Box]:
+    """Locate faces in a grey, BGR or BGRA image; boxes are in its coordinates, clipped to it."""
+    height, width = image.shape[:2]
+    work = images.to_grey(image)
     if settings.upsample is not None:
-        scale, upsample, work = 1.0, settings.upsample, rgb
+        scale, upsample = 1.0, settings.upsample
     else:
         scale, upsample = detection_scale(height, width, settings), 0
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        work = cv2.resize(rgb, size, interpolation=interpolation)
+        work = cv2.resize(work, size, interpolation=interpolation)
     if settings.model == "cnn":
         rects = [d.rect for d in fr_api.cnn_face_detector(work, upsample)]
     else:
@@ -107,10 +113,12 @@ def encode_faces(rgb: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
     return np.array(fr_api.face_encoder.compute_face_descriptor(rgb, shapes))
 
 
-def find_faces(rgb: np.ndarray, settings: DetectorSettings) -> list[Face]:
-    """Detect and encode every face of an RGB image."""
-    boxes = detect_faces(rgb, settings)
-    return [Face(box, enc) for box, enc in zip(boxes, encode_faces(rgb, boxes))]
+def find_faces(image: np.ndarray, settings: DetectorSettings) -> list[Face]:
+    """Detect and encode every face of a grey, BGR or BGRA image."""
+    boxes = detect_faces(image, settings)
+    if not boxes:
+        return []
+    return [Face(box, enc) for box, enc in zip(boxes, encode_faces(images.to_rgb(image), boxes))]
 
 
 def box_area(box: Box) -> int:

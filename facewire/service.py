@@ -55,11 +55,9 @@ class Service:
     def recognize(self, request: protocol.Request) -> list[bytes]:
         """Detect, encode and name every face; reply with the faces and the annotated image."""
         clock = _Clock()
-        rgb = images.to_rgb(request.image)
-        clock.lap("convert")
-        boxes = detect_faces(rgb, self.settings)
+        boxes = detect_faces(request.image, self.settings)
         clock.lap("detect")
-        encodings = encode_faces(rgb, boxes)
+        encodings = encode_faces(images.to_rgb(request.image), boxes) if boxes else np.empty((0, 128))
         clock.lap("encode")
         tolerance = request.options.get("tolerance", self.tolerance)
         matches = match_faces(encodings, self.gallery.encodings, self.gallery.names, tolerance)
@@ -70,7 +68,7 @@ class Service:
             annotated = draw.annotate(images.to_bgr(request.image), labels)
             clock.lap("draw")
         total_ms = clock.total_ms()
-        h, w = rgb.shape[:2]
+        h, w = request.image.shape[:2]
         log.info("recognize %dx%d: %s in %.0f ms", w, h, ", ".join(m.name for m in matches) or "no face", total_ms)
         if request.classic:
             return protocol.pack_classic(annotated)

@@ -16,8 +16,8 @@ from .conftest import REPO_PROBES
 SETTINGS = DetectorSettings()
 
 
-def rgb(name: str) -> np.ndarray:
-    return images.to_rgb(images.read_image(REPO_PROBES / name))
+def bgr(name: str) -> np.ndarray:
+    return images.read_image(REPO_PROBES / name)
 
 
 def iou(a, b) -> float:
@@ -34,17 +34,17 @@ def test_small_images_are_upscaled_and_large_ones_reduced():
 
 
 def test_faces_of_about_30_pixels_are_found():
-    boxes = detect_faces(rgb("group_small_faces.jpg"), SETTINGS)
+    boxes = detect_faces(bgr("group_small_faces.jpg"), SETTINGS)
     assert len(boxes) == 2
     assert all(25 <= bottom - top <= 45 for top, _, bottom, _ in boxes)
 
 
 def test_no_face_in_a_picture_of_coffee():
-    assert find_faces(rgb("no_face.jpg"), SETTINGS) == []
+    assert find_faces(bgr("no_face.jpg"), SETTINGS) == []
 
 
 def test_boxes_are_in_the_coordinates_of_the_image_sent():
-    small = rgb("grace_hopper.jpg")
+    small = bgr("grace_hopper.jpg")
     large = cv2.resize(small, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
     [small_box] = detect_faces(small, SETTINGS)
     [large_box] = detect_faces(large, SETTINGS)
@@ -55,12 +55,12 @@ def test_boxes_are_in_the_coordinates_of_the_image_sent():
 
 
 def test_fixed_upsample_matches_dlib_classic_behaviour():
-    boxes = detect_faces(rgb("group_small_faces.jpg"), DetectorSettings(upsample=0))
+    boxes = detect_faces(bgr("group_small_faces.jpg"), DetectorSettings(upsample=0))
     assert boxes == []  # 36 px faces need upsampling: the automatic rule provides it
 
 
 def test_each_face_gets_an_encoding():
-    faces = find_faces(rgb("group_small_faces.jpg"), SETTINGS)
+    faces = find_faces(bgr("group_small_faces.jpg"), SETTINGS)
     assert [face.encoding.shape for face in faces] == [(128,), (128,)]
 
 
