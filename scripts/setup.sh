@@ -41,9 +41,14 @@ fi
 files=(requirements.txt)
 [ "${1:-}" = "--dev" ] && files+=(requirements-dev.txt)
 stamp=".venv/.facewire-$(cat "${files[@]}" | sha256sum | cut -c1-16)"
+# A dlib built by scripts/fast-dlib.sh (distribution "dlib") replaces dlib-bin: keep it.
+without_replaced_dlib() {
+    if .venv/bin/python -m pip show dlib >/dev/null 2>&1; then grep -v '^dlib-bin'; else cat; fi
+}
 if [ ! -f "$stamp" ]; then
     for f in "${files[@]}"; do
-        .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r "$f"
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+            -r <(without_replaced_dlib < "$f")
     done
     .venv/bin/python -W ignore::UserWarning -c "import dlib, face_recognition, cv2, zmq" \
         || { echo "setup: the installed packages do not import; see above" >&2; exit 1; }
