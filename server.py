@@ -22,7 +22,7 @@ from facewire.broker import Proxy, WorkerPool
 from facewire.gallery import Gallery, LoadStats, load_gallery
 from facewire.process import answers_ping
 from facewire.protocol import DEFAULT_MAX_PIXELS, Limits
-from facewire.recognize import DetectorSettings
+from facewire.recognize import DetectorSettings, load_models
 from facewire.server import bind_rep, connect_rep, dlib_description, serve
 from facewire.service import Service
 
@@ -161,8 +161,10 @@ def main() -> None:
         log.info("running %s", dlib_description())
     gallery, stats = load(args, settings)  # a broker loads it too, so its workers start from a warm cache
     if args.worker:
+        load_models(settings)
         run_worker(args, Service(gallery, settings, args.tolerance, limits))
     elif args.workers == 1:
+        load_models(settings)
         run_single(args, Service(gallery, settings, args.tolerance, limits), stats)
     else:
         run_broker(args, gallery, stats, limits)

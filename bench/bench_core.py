@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -30,7 +31,11 @@ from facewire import images  # noqa: E402
 from facewire.client import Client  # noqa: E402
 from facewire.gallery import load_gallery, scan  # noqa: E402
 from facewire.process import ServerProcess  # noqa: E402
-from facewire.recognize import DetectorSettings, fr_api  # noqa: E402
+from facewire.recognize import DetectorSettings  # noqa: E402
+
+with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
+    warnings.simplefilter("ignore", UserWarning)
+    import face_recognition.api as fr_api  # noqa: E402
 
 FACES = ROOT.parent / "shared" / "data" / "faces"
 TOLERANCE = 0.6

@@ -8,6 +8,7 @@ large ones reduced. Encoding always runs on the full-resolution RGB image.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Sequence
 
 import warnings
@@ -20,7 +21,7 @@ from . import images
 
 with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
     warnings.simplefilter("ignore", UserWarning)
-    import face_recognition.api as fr_api
+    import face_recognition_models as model_files
 
 HOG_MIN_FACE = 60
 """Smallest face box (px) that dlib's HOG detector finds reliably at scale 1 (measured)."""
@@ -73,6 +74,37 @@ class Match:
 UNKNOWN = "Unknown"
 
 
+@cache
+def hog_detector() -> dlib.fhog_object_detector:
+    return dlib.get_frontal_face_detector()
+
+
+@cache
+def cnn_detector() -> dlib.cnn_face_detection_model_v1:
+    return dlib.cnn_face_detection_model_v1(model_files.cnn_face_detector_model_location())
+
+
+@cache
+def landmarks_5() -> dlib.shape_predictor:
+    return dlib.shape_predictor(model_files.pose_predictor_five_point_model_location())
+
+
+@cache
+def face_encoder() -> dlib.face_recognition_model_v1:
+    return dlib.face_recognition_model_v1(model_files.face_recognition_model_location())
+
+
+def load_models(settings: DetectorSettings) -> None:
+    """Load the models `settings` needs now, so the first request does not pay for it.
+
+    These are face_recognition's model files and calls (face_recognition.api), minus the
+    68-point landmark model it also loads at import and facewire never uses (0.36 s).
+    """
+    (cnn_detector if settings.model == "cnn" else hog_detector)()
+    landmarks_5()
+    face_encoder()
+
+
 def detection_scale(height: int, width: int, settings: DetectorSettings) -> float:
     """Resize factor for detection so that the smallest face to find reaches HOG_MIN_FACE."""
     smallest_face = max(settings.min_face, min(height, width) * settings.min_face_fraction)
@@ -91,9 +123,9 @@ def detect_faces(image: np.ndarray, settings: DetectorSettings) -> list[Box]:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         work = cv2.resize(work, size, interpolation=interpolation)
     if settings.model == "cnn":
-        rects = [d.rect for d in fr_api.cnn_face_detector(work, upsample)]
+        rects = [d.rect for d in cnn_detector()(work, upsample)]
     else:
-        rects = fr_api.face_detector(work, upsample)
+        rects = hog_detector()(work, upsample)
     return [_scaled_box(rect, scale, height, width) for rect in rects]
 
 
@@ -109,8 +141,8 @@ def encode_faces(rgb: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
         return np.empty((0, 128))
     shapes = dlib.full_object_detections()
     for top, right, bottom, left in boxes:
-        shapes.append(fr_api.pose_predictor_5_point(rgb, dlib.rectangle(left, top, right, bottom)))
-    return np.array(fr_api.face_encoder.compute_face_descriptor(rgb, shapes))
+        shapes.append(landmarks_5()(rgb, dlib.rectangle(left, top, right, bottom)))
+    return np.array(face_encoder().compute_face_descriptor(rgb, shapes))
 
 
 def find_faces(image: np.ndarray, settings: DetectorSettings) -> list[Face]:
