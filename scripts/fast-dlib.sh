@@ -23,7 +23,8 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/facewire/wheels/$key"
 if ! ls "$cache"/dlib-*.whl >/dev/null 2>&1; then
     echo "fast-dlib: compiling dlib $VERSION with '$FLAGS' and OpenBLAS (about 9 minutes)" >&2
     mkdir -p "$cache"
-    CXXFLAGS="$FLAGS" CFLAGS="$FLAGS" .venv/bin/python -m pip wheel --quiet --no-deps --no-binary dlib \
+    # --no-cache-dir: pip's own wheel cache ignores CXXFLAGS and would hand back another build.
+    CXXFLAGS="$FLAGS" CFLAGS="$FLAGS" .venv/bin/python -m pip wheel --quiet --no-deps --no-binary dlib --no-cache-dir \
         -w "$cache" "dlib==$VERSION"
 fi
 .venv/bin/python -m pip uninstall --quiet -y dlib-bin dlib 2>/dev/null || true
