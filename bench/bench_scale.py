@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Scaling benchmark: 1 vs 2 workers, wire formats, 1080p latency, a 1,000-photo gallery, memory.
+
+Run: .venv/bin/python bench/bench_scale.py [--rounds N] [--gallery-size N]
+Uses ../shared/data/faces (known/ as the gallery, test/ as the probes). Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from facewire import images, protocol  # noqa: E402
+from facewire.client import Client  # noqa: E402
+from facewire.gallery import load_gallery, scan  # noqa: E402
+from facewire.process import ServerProcess, answers_ping  # noqa: E402
+from facewire.recognize import DetectorSettings  # noqa: E402
+
+FACES = ROOT.parent / "shared" / "data" / "faces"
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def worker_pids(log: str) -> list[int]:
+    return sorted({int(p) for p in re.findall(r"\[(\d+)\]: worker \d+ serving", log)})
+
+
+def throughput(known: Path, probes: list[np.ndarray], rounds: int, tmp: Path) -> list[str]:
+    rows = ["| server | client | images | seconds | images/s | vs 1 worker | worker RSS MiB |", "|---|---|---|---|---|---|---|"]
+    batch = probes * rounds
+    base = None
+    for workers, in_flight in ((1, 1), (1, 4), (2, 4)):
+        flag = ["--workers", str(workers)] if workers > 1 else ["--workers", "1"]
+        with ServerProcess(known, tmp / f"tp{workers}.log", *flag, "--cache", str(tmp / "cache.npz")) as server:
+            with Client(server.address, timeout=120) as client:
+                list(client.recognize_many(probes, in_flight=in_flight))  # warm-up
+                started = time.perf_counter()
+                results = list(client.recognize_many(batch, in_flight=in_flight))
+                seconds = time.perf_counter() - started
+            assert not any(isinstance(r, Exception) for r in results)
+            pids = worker_pids(server.log()) if workers > 1 else [server.process.pid]
+            memory = ", ".join(f"{rss_mib(pid):.0f}" for pid in pids)
+        rate = len(batch) / seconds
+        base = base or rate
+        rows.append(f"| {workers} worker{'s' if workers > 1 else ''} | {in_flight} in flight | {len(batch)} | "
+                    f"{seconds:.2f} | {rate:.2f} | {rate / base:.2f}x | {memory} |")
+    return rows
+
+
+def wire_formats(known: Path, tmp: Path, repeat: int = 7) -> list[str]:
+    rows = ["| image | wire | request bytes | reply bytes | round trip ms (median) | server ms |", "|---|---|---|---|---|---|"]
+    with ServerProcess(known, tmp / "wire.log", "--workers", "1", "--cache", str(tmp / "cache.npz")) as server:
+        for name in ("obama-1080p.jpg", "obama-480p.jpg"):
+            image = images.read_image(FACES / "test" / name)
+            for wire in protocol.ENCODINGS:
+                frames = protocol.pack_request("recognize", image, wire, annotate=True)
+                sent = sum(memoryview(f).nbytes for f in frames)
+                with Client(server.address, timeout=60, wire=wire) as client:
+                    client.recognize(image)
+                    trips, server_ms = [], []
+                    for _ in range(repeat):
+                        started = time.perf_counter()
+                        reply = client.request(protocol.pack_request("recognize", image, wire, annotate=True))
+                        trips.append((time.perf_counter() - started) * 1000)
+                        server_ms.append(protocol.unpack_reply(reply)[0]["timings_ms"]["total"])
+                received = sum(len(f) for f in reply)
+                rows.append(f"| {name} | {wire} | {sent:,} | {received:,} | {statistics.median(trips):.0f} | "
+                            f"{statistics.median(server_ms):.0f} |")
+    return rows
+
+
+def augmented_gallery(source: Path, target: Path, size: int) -> None:
+    """`size` photos made from the shared gallery: flipped, rescaled, re-lit, cropped."""
+    photos = scan(source)
+    generator = np.random.default_rng(0)
+    for i in range(size):
+        photo = photos[i % len(photos)]
+        image = images.read_image(photo.path)
+        if i % 2:
+            image = cv2.flip(image, 1)
+        scale = generator.uniform(0.5, 0.9)
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        image = cv2.convertScaleAbs(image, alpha=generator.uniform(0.8, 1.2), beta=generator.uniform(-20, 20))
+        folder = target / f"{photo.name}_{i % 50:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{i:04d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def big_gallery(size: int, tmp: Path) -> list[str]:
+    known = tmp / f"gallery{size}"
+    augmented_gallery(FACES / "known", known, size)
+    settings = DetectorSettings()
+    cache = tmp / "big-cache.npz"
+    gallery, cold = load_gallery(known, settings, cache)
+    _, warm = load_gallery(known, settings, cache)
+    rows = ["| gallery | photos | usable | people | seconds |", "|---|---|---|---|---|",
+            f"| cold: encode every photo (one process) | {cold.photos} | {len(gallery.names)} | "
+            f"{len(gallery.people)} | {cold.seconds:.1f} |",
+            f"| warm: hash + cache, in process | {warm.photos} | {len(gallery.names)} | "
+            f"{len(gallery.people)} | {warm.seconds:.3f} |"]
+    for workers in (1, 2):
+        started = time.perf_counter()
+        with ServerProcess(known, tmp / f"big{workers}.log", "--workers", str(workers), "--cache", str(cache)) as server:
+            ready = time.perf_counter() - started
+            assert answers_ping(server.address)
+            loaded = re.search(r"loaded in ([\d.]+) s", server.log()).group(1)
+        rows.append(f"| warm: `server.py --workers {workers}` start until it answers | {warm.photos} | "
+                    f"{len(gallery.names)} | {len(gallery.people)} | {ready:.2f} (gallery {loaded}) |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="passes over the test photos (default: %(default)s)")
+    parser.add_argument("--gallery-size", type=int, default=1000, help="photos in the big gallery (default: %(default)s)")
+    args = parser.parse_args()
+    probes = [images.read_image(p) for p in sorted((FACES / "test").glob("*.jpg"))]
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        known = tmp / "known"
+        shutil.copytree(FACES / "known", known)
+        print("\n".join(throughput(known, probes, args.rounds, tmp)), end="\n\n")
+        print("\n".join(wire_formats(known, tmp)), end="\n\n")
+        print("\n".join(big_gallery(args.gallery_size, tmp)))
+
+
+if __name__ == "__main__":
+    main()
