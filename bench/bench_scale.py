@@ -8,13 +8,16 @@ Uses ../shared/data/faces (known/ as the gallery, test/ as the probes). Prints M
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -41,12 +44,19 @@ def worker_pids(log: str) -> list[int]:
 
 
 def throughput(known: Path, probes: list[np.ndarray], rounds: int, tmp: Path) -> list[str]:
-    rows = ["| server | client | images | seconds | images/s | vs 1 worker | worker RSS MiB |", "|---|---|---|---|---|---|---|"]
+    """Images per second through the real server; the ratio is against one single-threaded worker."""
+    rows = ["| server | client | images | seconds | images/s | vs 1 worker | worker RSS MiB |",
+            "|---|---|---|---|---|---|---|"]
     batch = probes * rounds
+    cases = [  # (label, workers, in flight, BLAS threads of a lone process)
+        ("1 process, default BLAS threads", 1, 1, None),
+        ("1 worker (1 BLAS thread)", 1, 4, "1"),
+        ("2 workers (1 BLAS thread each)", 2, 4, None),
+    ]
     base = None
-    for workers, in_flight in ((1, 1), (1, 4), (2, 4)):
-        flag = ["--workers", str(workers)] if workers > 1 else ["--workers", "1"]
-        with ServerProcess(known, tmp / f"tp{workers}.log", *flag, "--cache", str(tmp / "cache.npz")) as server:
+    for label, workers, in_flight, threads in cases:
+        with pinned_blas(threads), ServerProcess(known, tmp / f"tp{workers}.log", "--workers", str(workers),
+                                                 "--cache", str(tmp / "cache.npz")) as server:
             with Client(server.address, timeout=120) as client:
                 list(client.recognize_many(probes, in_flight=in_flight))  # warm-up
                 started = time.perf_counter()
@@ -56,10 +66,26 @@ def throughput(known: Path, probes: list[np.ndarray], rounds: int, tmp: Path) ->
             pids = worker_pids(server.log()) if workers > 1 else [server.process.pid]
             memory = ", ".join(f"{rss_mib(pid):.0f}" for pid in pids)
         rate = len(batch) / seconds
-        base = base or rate
-        rows.append(f"| {workers} worker{'s' if workers > 1 else ''} | {in_flight} in flight | {len(batch)} | "
-                    f"{seconds:.2f} | {rate:.2f} | {rate / base:.2f}x | {memory} |")
+        base = rate if threads == "1" else base
+        ratio = f"{rate / base:.2f}x" if base else "-"
+        rows.append(f"| {label} | {in_flight} in flight | {len(batch)} | {seconds:.2f} | {rate:.2f} | {ratio} | {memory} |")
     return rows
+
+
+@contextmanager
+def pinned_blas(threads: str | None) -> Iterator[None]:
+    """Start servers inside this block with OPENBLAS/OMP threads set (None: leave as is)."""
+    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    if threads:
+        os.environ.update(OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def wire_formats(known: Path, tmp: Path, repeat: int = 7) -> list[str]:
