@@ -38,30 +38,35 @@ def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 def annotate(image: np.ndarray, labels: Sequence[Label]) -> np.ndarray:
     """Draw each label on `image` (BGR, modified in place and returned)."""
-    if not labels:
-        return image
     height, width = image.shape[:2]
     thickness = max(2, round(min(height, width) / 250))
-    size = int(np.clip(min(height, width) / 22, 11, 48))
+    face = font(int(np.clip(min(height, width) / 22, 11, 48)))
     for label in labels:
         top, right, bottom, left = label.box
-        colour = KNOWN_BGR if label.known else UNKNOWN_BGR
-        cv2.rectangle(image, (left, top), (right, bottom), colour, thickness)
-    canvas = Image.fromarray(image)  # drawn in BGR order: colours are given as BGR
-    pen = ImageDraw.Draw(canvas)
+        cv2.rectangle(image, (left, top), (right, bottom), _colour(label), thickness)
     for label in labels:
-        _caption(pen, label, font(size), width, height)
-    image[:] = np.asarray(canvas)
+        _caption(image, label, face)
     return image
 
 
-def _caption(pen: ImageDraw.ImageDraw, label: Label, face: ImageFont.ImageFont, width: int, height: int) -> None:
-    """A filled strip with the text, below the box (above it if the box touches the bottom)."""
-    top, right, bottom, left = label.box
-    x0, y0, x1, y1 = pen.textbbox((0, 0), label.text, font=face)
+def _colour(label: Label) -> tuple[int, int, int]:
+    return KNOWN_BGR if label.known else UNKNOWN_BGR
+
+
+def _caption(image: np.ndarray, label: Label, face: ImageFont.ImageFont) -> None:
+    """A filled strip with the text below the box (above it at the bottom edge).
+
+    Only the strip goes through Pillow, which draws any Unicode name; the frame is not copied.
+    """
+    height, width = image.shape[:2]
+    top, _, bottom, left = label.box
+    x0, y0, x1, y1 = face.getbbox(label.text)
     pad = 3
-    strip_w, strip_h = (x1 - x0) + 2 * pad, (y1 - y0) + 2 * pad
+    strip_w, strip_h = min(width, (x1 - x0) + 2 * pad), min(height, (y1 - y0) + 2 * pad)
     y = bottom if bottom + strip_h <= height else max(0, top - strip_h)
-    x = min(max(0, left), max(0, width - strip_w))
-    pen.rectangle((x, y, x + strip_w, y + strip_h), fill=KNOWN_BGR if label.known else UNKNOWN_BGR)
-    pen.text((x + pad - x0, y + pad - y0), label.text, font=face, fill=TEXT_BGR)
+    x = min(max(0, left), width - strip_w)
+    strip = image[y:y + strip_h, x:x + strip_w]
+    strip[:] = _colour(label)
+    canvas = Image.fromarray(np.ascontiguousarray(strip))  # drawn in BGR order: colours are BGR
+    ImageDraw.Draw(canvas).text((pad - x0, pad - y0), label.text, font=face, fill=TEXT_BGR)
+    strip[:] = np.asarray(canvas)
