@@ -53,7 +53,7 @@ def serve(service: Service, socket: zmq.Socket, stop: threading.Event) -> None:
             if not socket.poll(POLL_MS):
                 continue
             frames = socket.recv_multipart(copy=False)
-            socket.send_multipart(service.handle([frame.buffer for frame in frames]))
+            socket.send_multipart(service.handle([frame.buffer for frame in frames]), copy=False)
     finally:
         socket.close()
         log.info("stopped")
