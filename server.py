@@ -19,7 +19,7 @@ from pathlib import Path
 import zmq
 
 from facewire.broker import Proxy, WorkerPool
-from facewire.gallery import Gallery, LoadStats, load_gallery
+from facewire.gallery import Gallery, LoadStats, cache_path_for, load_gallery
 from facewire.process import answers_ping
 from facewire.protocol import DEFAULT_MAX_PIXELS, Limits
 from facewire.recognize import DetectorSettings, load_models
@@ -122,7 +122,7 @@ def run_worker(args: argparse.Namespace, service: Service) -> None:
     context.term()
 
 
-def run_broker(args: argparse.Namespace, gallery: Gallery, stats: LoadStats, limits: Limits) -> None:
+def run_broker(args: argparse.Namespace, settings: DetectorSettings, limits: Limits) -> None:
     """The proxy between clients and workers, and the local workers' supervisor."""
     stop = stop_on_signals()
     context = zmq.Context()
@@ -134,7 +134,12 @@ def run_broker(args: argparse.Namespace, gallery: Gallery, stats: LoadStats, lim
             raise SystemExit(f"cannot bind {args.bind} and {backend}: {exc}") from None
         frontend, backend = proxy.endpoints()
         proxy.start()
-        pool = WorkerPool(worker_command(args, backend), args.workers)
+        # With a cache on disk the workers start now, alongside this process's own load;
+        # without one, this process encodes the gallery first so that no photo is encoded twice.
+        command = worker_command(args, backend)
+        pool = WorkerPool(command, args.workers) if cache_path_for(args.known_faces, args.cache).exists() else None
+        gallery, stats = load(args, settings)
+        pool = pool or WorkerPool(command, args.workers)
         try:
             while args.workers and not stop.is_set() and not answers_ping(frontend, 500):
                 pool.check()
@@ -159,15 +164,16 @@ def main() -> None:
     limits = Limits(int(args.max_megapixels * 1e6))
     if not args.worker:
         log.info("running %s", dlib_description())
-    gallery, stats = load(args, settings)  # a broker loads it too, so its workers start from a warm cache
+    if not args.worker and args.workers != 1:
+        run_broker(args, settings, limits)
+        return
+    gallery, stats = load(args, settings)
+    load_models(settings)
+    service = Service(gallery, settings, args.tolerance, limits)
     if args.worker:
-        load_models(settings)
-        run_worker(args, Service(gallery, settings, args.tolerance, limits))
-    elif args.workers == 1:
-        load_models(settings)
-        run_single(args, Service(gallery, settings, args.tolerance, limits), stats)
+        run_worker(args, service)
     else:
-        run_broker(args, gallery, stats, limits)
+        run_single(args, service, stats)
 
 
 if __name__ == "__main__":

@@ -44,31 +44,36 @@ def worker_pids(log: str) -> list[int]:
 
 
 def throughput(known: Path, probes: list[np.ndarray], rounds: int, tmp: Path) -> list[str]:
-    """Images per second through the real server; the ratio is against one single-threaded worker."""
-    rows = ["| server | client | images | seconds | images/s | vs 1 worker | worker RSS MiB |",
-            "|---|---|---|---|---|---|---|"]
+    """Images per second through the real server, against one single-threaded worker doing the same."""
+    rows = ["| server | client | reply | images | seconds | images/s | vs 1 worker | worker RSS MiB |",
+            "|---|---|---|---|---|---|---|---|"]
     batch = probes * rounds
-    cases = [  # (label, workers, in flight, BLAS threads of a lone process)
-        ("1 process, default BLAS threads", 1, 1, None),
-        ("1 worker (1 BLAS thread)", 1, 4, "1"),
-        ("2 workers (1 BLAS thread each)", 2, 4, None),
+    cases = [  # (label, workers, in flight, BLAS threads of a lone process, annotated image in the reply)
+        ("1 process, default BLAS threads", 1, 1, None, True),
+        ("1 worker (1 BLAS thread)", 1, 4, "1", True),
+        ("2 workers (1 BLAS thread each)", 2, 4, None, True),
+        ("1 worker (1 BLAS thread)", 1, 4, "1", False),
+        ("2 workers (1 BLAS thread each)", 2, 4, None, False),
     ]
-    base = None
-    for label, workers, in_flight, threads in cases:
+    base: dict[bool, float] = {}
+    for label, workers, in_flight, threads, annotate in cases:
         with pinned_blas(threads), ServerProcess(known, tmp / f"tp{workers}.log", "--workers", str(workers),
                                                  "--cache", str(tmp / "cache.npz")) as server:
             with Client(server.address, timeout=120) as client:
-                list(client.recognize_many(probes, in_flight=in_flight))  # warm-up
+                list(client.recognize_many(probes, in_flight=in_flight, annotate=annotate))  # warm-up
                 started = time.perf_counter()
-                results = list(client.recognize_many(batch, in_flight=in_flight))
+                results = list(client.recognize_many(batch, in_flight=in_flight, annotate=annotate))
                 seconds = time.perf_counter() - started
             assert not any(isinstance(r, Exception) for r in results)
             pids = worker_pids(server.log()) if workers > 1 else [server.process.pid]
             memory = ", ".join(f"{rss_mib(pid):.0f}" for pid in pids)
         rate = len(batch) / seconds
-        base = rate if threads == "1" else base
-        ratio = f"{rate / base:.2f}x" if base else "-"
-        rows.append(f"| {label} | {in_flight} in flight | {len(batch)} | {seconds:.2f} | {rate:.2f} | {ratio} | {memory} |")
+        if threads == "1":
+            base[annotate] = rate
+        ratio = f"{rate / base[annotate]:.2f}x" if annotate in base else "-"
+        reply = "annotated image" if annotate else "data only"
+        rows.append(f"| {label} | {in_flight} in flight | {reply} | {len(batch)} | {seconds:.2f} | {rate:.2f} | "
+                    f"{ratio} | {memory} |")
     return rows
 
 
@@ -152,7 +157,7 @@ def big_gallery(size: int, tmp: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5, help="passes over the test photos (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=10, help="passes over the test photos (default: %(default)s)")
     parser.add_argument("--gallery-size", type=int, default=1000, help="photos in the big gallery (default: %(default)s)")
     args = parser.parse_args()
     probes = [images.read_image(p) for p in sorted((FACES / "test").glob("*.jpg"))]

@@ -11,6 +11,8 @@ import logging
 import os
 import subprocess
 import threading
+import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import zmq
@@ -23,35 +25,57 @@ SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_N
 """Each worker does one request at a time on one core, so N workers do not oversubscribe N cores."""
 
 CONTROL_ADDRESS = "inproc://facewire-proxy-control"
+YOUNG_EXIT_SECONDS = 5.0
+"""A worker that dies sooner than this after starting is restarted after a growing delay."""
+MAX_RESTART_DELAY = 30.0
+
+
+@dataclass
+class _Slot:
+    """One worker's place in the pool: its process (None while backing off) and restart state."""
+
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    delay: float = 0.0
+    not_before: float = 0.0
 
 
 class WorkerPool:
-    """N local worker subprocesses; `check` replaces any that died."""
+    """N local worker subprocesses; `check` replaces any that died, backing off if they die young."""
 
     def __init__(self, command: Sequence[str], count: int):
         self.command = list(command)
         self.env = {**os.environ, **{k: v for k, v in SINGLE_THREAD_ENV.items() if k not in os.environ}}
-        self.processes: list[subprocess.Popen] = [self._spawn(i) for i in range(count)]
-
-    def _spawn(self, index: int) -> subprocess.Popen:
-        process = subprocess.Popen(self.command, env=self.env)
-        log.info("worker %d started (pid %d)", index, process.pid)
-        return process
+        self.slots = [_Slot() for _ in range(count)]
+        self.check()
 
     def check(self) -> None:
-        for index, process in enumerate(self.processes):
-            if process.poll() is not None:
-                log.warning("worker %d (pid %d) exited with %s; replacing it", index, process.pid, process.returncode)
-                self.processes[index] = self._spawn(index)
+        """Notice dead workers and (re)start every worker whose back-off has passed."""
+        now = time.monotonic()
+        for index, slot in enumerate(self.slots):
+            if slot.process is not None:
+                if slot.process.poll() is None:
+                    continue
+                young = now - slot.started < YOUNG_EXIT_SECONDS
+                slot.delay = min(MAX_RESTART_DELAY, max(1.0, 2 * slot.delay)) if young else 0.0
+                slot.not_before = now + slot.delay
+                log.warning("worker %d (pid %d) exited with %s; replacing it%s", index, slot.process.pid,
+                            slot.process.returncode, f" in {slot.delay:.0f} s" if slot.delay else "")
+                slot.process = None
+            if now >= slot.not_before:
+                slot.process = subprocess.Popen(self.command, env=self.env)
+                slot.started = now
+                log.info("worker %d started (pid %d)", index, slot.process.pid)
 
     def pids(self) -> list[int]:
-        return [p.pid for p in self.processes]
+        return [slot.process.pid for slot in self.slots if slot.process is not None]
 
     def stop(self, grace: float = 10) -> None:
-        for process in self.processes:
+        processes = [slot.process for slot in self.slots if slot.process is not None]
+        for process in processes:
             if process.poll() is None:
                 process.terminate()
-        for process in self.processes:
+        for process in processes:
             try:
                 process.wait(timeout=grace)
             except subprocess.TimeoutExpired:

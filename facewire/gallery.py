@@ -146,6 +146,11 @@ def write_cache(path: Path, tag: str, entries: dict[str, CacheEntry]) -> None:
         raise
 
 
+def cache_path_for(known_dir: Path, cache_path: Path | None = None) -> Path:
+    """The cache file to use: the one given, or KNOWN_DIR/.facewire-cache.npz."""
+    return Path(cache_path) if cache_path else Path(known_dir) / DEFAULT_CACHE_NAME
+
+
 def load_gallery(
     known_dir: Path,
     settings: DetectorSettings,
@@ -154,7 +159,7 @@ def load_gallery(
 ) -> tuple[Gallery, LoadStats]:
     """Build the gallery from `known_dir`, encoding only photos the cache does not know."""
     started = time.perf_counter()
-    cache_path = Path(cache_path) if cache_path else Path(known_dir) / DEFAULT_CACHE_NAME
+    cache_path = cache_path_for(known_dir, cache_path)
     tag = settings.cache_tag()
     cached = read_cache(cache_path, tag)
     stats, fresh, names, rows = LoadStats(), {}, [], []

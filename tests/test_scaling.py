@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from facewire import images, protocol
+from facewire.broker import WorkerPool
 from facewire.client import Client, ServerError
 from facewire.process import ROOT, ServerProcess, answers_ping, free_port
 
@@ -168,3 +169,34 @@ def test_request_ids_are_echoed_even_on_errors(two_workers):
         assert body["ok"] is False and body["id"] == 7
         with pytest.raises(ServerError):
             client.call([json.dumps({"op": "ping", "id": "x" * 500}).encode()])
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_workers_are_workers_not_brokers(two_workers):
+    workers = children(two_workers.process.pid)
+    assert len(workers) == 2
+    assert all(children(pid) == [] for pid in workers)
+
+
+def test_a_worker_that_cannot_start_is_retried_with_a_growing_delay(tmp_path):
+    pool = WorkerPool([sys.executable, str(ROOT / "server.py"), "--worker", "--connect", "ipc:///nowhere",
+                       "--known-faces", str(tmp_path / "no-such-gallery")], 1)
+    try:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            pool.check()
+            time.sleep(0.1)
+        assert 1 < pool.slots[0].delay <= 8  # 1 s, then 2 s, 4 s...: not a tight loop
+    finally:
+        pool.stop()
