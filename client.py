@@ -15,6 +15,7 @@ import numpy as np
 from facewire import show
 from facewire.client import DEFAULT_SERVER, Client, Result, ServerUnavailable
 from facewire.images import ImageError, is_image_path, read_image
+from facewire.keys import ClientKeys, KeysError
 from facewire.protocol import ENCODINGS
 
 DEFAULT_SAVE_DIR = Path("facewire-output")
@@ -37,10 +38,14 @@ def parse_args() -> argparse.Namespace:
                         help="requests kept in flight, so several workers stay busy (default: %(default)s)")
     parser.add_argument("--wire", choices=ENCODINGS, default="raw",
                         help="send images raw (fastest on a LAN) or as jpeg/png (for slow links)")
+    parser.add_argument("--key", type=Path, metavar="FILE", help="this client's CURVE key pair (NAME.key_secret)")
+    parser.add_argument("--server-key", type=Path, metavar="FILE", help="the server's public CURVE key (server.key)")
     parser.add_argument("--ping", action="store_true", help="exit 0 if the server answers, 2 if not")
     args = parser.parse_args()
     if not args.inputs and not args.ping:
         parser.error("give at least one IMAGE or DIR (or --ping)")
+    if bool(args.key) != bool(args.server_key):
+        parser.error("--key and --server-key go together")
     return args
 
 
@@ -66,7 +71,12 @@ def report(path: Path, result: Result, as_json: bool) -> None:
 def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    with Client(args.server, args.timeout, args.retries, args.wire) as client:
+    try:
+        keys = ClientKeys.load(args.key, args.server_key) if args.key else None
+    except KeysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NO_SERVER
+    with Client(args.server, args.timeout, args.retries, args.wire, keys) as client:
         try:
             if args.ping:
                 print(json.dumps(client.ping()))

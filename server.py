@@ -20,10 +20,11 @@ import zmq
 
 from facewire.broker import Proxy, WorkerPool
 from facewire.gallery import Gallery, LoadStats, cache_path_for, load_gallery
+from facewire.keys import ClientKeys, KeysError, ServerKeys
 from facewire.process import answers_ping
 from facewire.protocol import DEFAULT_MAX_PIXELS, Limits
 from facewire.recognize import DetectorSettings, load_models
-from facewire.server import bind_rep, connect_rep, dlib_description, serve
+from facewire.server import bind_rep, connect_rep, dlib_description, is_public, serve
 from facewire.service import Service
 
 log = logging.getLogger("facewire")
@@ -41,6 +42,13 @@ def parse_args() -> argparse.Namespace:
                              "(default: a private ipc:// socket)")
     parser.add_argument("--worker", action="store_true", help="run as one worker of a server (needs --connect)")
     parser.add_argument("--connect", metavar="ADDR", help="with --worker: the server's --worker-bind address")
+    parser.add_argument("--keys", type=Path, metavar="DIR",
+                        help="serve with CURVE: DIR/server.key_secret, admitting DIR/authorized/*.key "
+                             "(make them with: python -m facewire.keys DIR --client NAME)")
+    parser.add_argument("--key", type=Path, metavar="FILE",
+                        help="with --worker: this worker's .key_secret, when the server uses --keys")
+    parser.add_argument("--server-key", type=Path, metavar="FILE",
+                        help="with --worker: the server's public server.key, when the server uses --keys")
     parser.add_argument("--tolerance", type=float, default=0.6,
                         help="largest face distance still given a name; lower is stricter (default: %(default)s)")
     parser.add_argument("--model", choices=("hog", "cnn"), default="hog", help="face detector (default: %(default)s)")
@@ -58,6 +66,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.worker and not args.connect:
         parser.error("--worker needs --connect ADDR")
+    if bool(args.key) != bool(args.server_key):
+        parser.error("--key and --server-key go together")
     if args.workers < 0:
         parser.error("--workers must be 0 or more")
     return args
@@ -72,6 +82,8 @@ def worker_command(args: argparse.Namespace, backend: str) -> list[str]:
                "--max-megapixels", str(args.max_megapixels), "--log-level", args.log_level]
     if args.upsample is not None:
         command += ["--upsample", str(args.upsample)]
+    if args.keys and backend.startswith("tcp://"):
+        command += ["--key", str(args.keys / "server.key_secret"), "--server-key", str(args.keys / "server.key")]
     if args.cache is not None:
         command += ["--cache", str(args.cache)]
     return command
@@ -95,12 +107,30 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+def server_keys(args: argparse.Namespace, context: zmq.Context) -> ServerKeys | None:
+    """Load the keys and start the authenticator in `context`, or warn if there is no CURVE."""
+    if args.keys is None:
+        if is_public(args.bind):
+            log.warning("!!! %s is reachable from other hosts and has no CURVE: anyone there can query "
+                        "the gallery and read images on the wire. Use --keys DIR (see README, Security).",
+                        args.bind)
+        return None
+    try:
+        keys = ServerKeys.load(args.keys)
+    except KeysError as exc:
+        raise SystemExit(str(exc)) from None
+    keys.authenticator(context)
+    log.info("CURVE on: admitting the keys in %s", keys.authorized)
+    return keys
+
+
 def run_single(args: argparse.Namespace, service: Service, stats: LoadStats) -> None:
     """One process: a REP socket answers every request itself."""
     stop = stop_on_signals()
     context = zmq.Context()
+    keys = server_keys(args, context)
     try:
-        socket = bind_rep(context, args.bind, service.limits)
+        socket = bind_rep(context, args.bind, service.limits, keys.secure if keys else None)
     except zmq.ZMQError as exc:
         raise SystemExit(f"cannot bind {args.bind}: {exc}") from None
     log.info(
@@ -116,7 +146,11 @@ def run_worker(args: argparse.Namespace, service: Service) -> None:
     """One worker: a REP socket connected to a server's worker address."""
     stop = stop_on_signals()
     context = zmq.Context()
-    socket = connect_rep(context, args.connect, service.limits)
+    try:
+        keys = ClientKeys.load(args.key, args.server_key) if args.key else None
+    except KeysError as exc:
+        raise SystemExit(str(exc)) from None
+    socket = connect_rep(context, args.connect, service.limits, keys.secure if keys else None)
     log.info("worker %d serving %s", os.getpid(), args.connect)
     serve(service, socket, stop)
     context.term()
@@ -126,10 +160,14 @@ def run_broker(args: argparse.Namespace, settings: DetectorSettings, limits: Lim
     """The proxy between clients and workers, and the local workers' supervisor."""
     stop = stop_on_signals()
     context = zmq.Context()
+    keys = server_keys(args, context)
     with tempfile.TemporaryDirectory(prefix="facewire-") as private:
         backend = args.worker_bind or f"ipc://{private}/workers"
+        if not keys and is_public(backend):
+            log.warning("!!! workers connect to %s with no CURVE: use --keys DIR", backend)
+        secure_backend = keys.secure if keys and backend.startswith("tcp://") else None
         try:
-            proxy = Proxy(context, args.bind, backend, limits)
+            proxy = Proxy(context, args.bind, backend, limits, keys.secure if keys else None, secure_backend)
         except zmq.ZMQError as exc:
             raise SystemExit(f"cannot bind {args.bind} and {backend}: {exc}") from None
         frontend, backend = proxy.endpoints()
@@ -141,7 +179,8 @@ def run_broker(args: argparse.Namespace, settings: DetectorSettings, limits: Lim
         gallery, stats = load(args, settings)
         pool = pool or WorkerPool(command, args.workers)
         try:
-            while args.workers and not stop.is_set() and not answers_ping(frontend, 500):
+            ping_secure = keys.as_client().secure if keys else None
+            while args.workers and not stop.is_set() and not answers_ping(frontend, 500, ping_secure):
                 pool.check()
             log.info(
                 "ready on %s: %d people, %d photos, loaded in %.2f s; %d local workers, workers connect to %s",

@@ -18,6 +18,7 @@ from typing import Sequence
 import zmq
 
 from .protocol import Limits
+from .server import Secure
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,16 @@ class WorkerPool:
 class Proxy:
     """pyzmq's steerable proxy between a bound ROUTER and a bound DEALER, in a thread."""
 
-    def __init__(self, context: zmq.Context, frontend: str, backend: str, limits: Limits):
+    def __init__(self, context: zmq.Context, frontend: str, backend: str, limits: Limits,
+                 secure_frontend: Secure | None = None, secure_backend: Secure | None = None):
         self.context = context
         self.frontend = context.socket(zmq.ROUTER)
         self.backend = context.socket(zmq.DEALER)
-        for socket in (self.frontend, self.backend):
+        for socket, secure in ((self.frontend, secure_frontend), (self.backend, secure_backend)):
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
+            if secure:
+                secure(socket)
         self.frontend.bind(frontend)
         self.backend.bind(backend)
         self.control = context.socket(zmq.PAIR)

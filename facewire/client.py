@@ -14,6 +14,7 @@ import numpy as np
 import zmq
 
 from . import protocol
+from .keys import ClientKeys
 from .pipeline import Pipeline, ServerUnavailable
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,10 @@ class Result:
 class Client:
     """Talks to a facewire server; never blocks longer than timeout x (retries + 1)."""
 
-    def __init__(self, server: str = DEFAULT_SERVER, timeout: float = 20.0, retries: int = 2, wire: str = "raw"):
+    def __init__(self, server: str = DEFAULT_SERVER, timeout: float = 20.0, retries: int = 2, wire: str = "raw",
+                 keys: ClientKeys | None = None):
         self.server = server
+        self.keys = keys
         self.timeout_ms = int(timeout * 1000)
         self.retries = retries
         self.wire = wire
@@ -57,6 +60,8 @@ class Client:
     def _connect(self) -> zmq.Socket:
         socket = self.context.socket(zmq.REQ)
         socket.setsockopt(zmq.LINGER, 0)
+        if self.keys:
+            self.keys.secure(socket)
         socket.connect(self.server)
         return socket
 
@@ -96,7 +101,8 @@ class Client:
         through in its place; a refused image yields its ServerError.
         """
         options = _options(annotate, tolerance)
-        pipeline = Pipeline(self.context, self.server, self.timeout_ms / 1000, self.retries)
+        pipeline = Pipeline(self.context, self.server, self.timeout_ms / 1000, self.retries,
+                            self.keys.secure if self.keys else None)
         items, done, outcomes, next_out = enumerate(images), False, {}, 0
         try:
             while True:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
@@ -33,19 +33,33 @@ class _Pending:
 class Pipeline:
     """Send requests tagged with ids; `receive` returns (id, reply frames) as replies arrive."""
 
-    def __init__(self, context: zmq.Context, server: str, timeout: float, retries: int):
-        self.server, self.timeout, self.retries = server, timeout, retries
-        self.socket = context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.connect(server)
+    def __init__(self, context: zmq.Context, server: str, timeout: float, retries: int,
+                 secure: Callable[[zmq.Socket], None] | None = None):
+        self.context, self.server, self.timeout, self.retries, self.secure = context, server, timeout, retries, secure
+        self.socket = self._connect()
         self.pending: dict[int, _Pending] = {}
+
+    def _connect(self) -> zmq.Socket:
+        socket = self.context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        if self.secure:
+            self.secure(socket)
+        socket.connect(self.server)
+        return socket
 
     def __len__(self) -> int:
         return len(self.pending)
 
     def send(self, request_id: int, frames: list[Any]) -> None:
         self.pending[request_id] = _Pending(frames, time.monotonic() + self.timeout)
-        self.socket.send_multipart([b"", *frames], copy=False)
+        self._send(frames)
+
+    def _send(self, frames: list[Any]) -> None:
+        """Never block: with no live peer (say, a refused CURVE handshake) the attempt is lost and retried."""
+        try:
+            self.socket.send_multipart([b"", *frames], copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass
 
     def receive(self) -> tuple[int, list[memoryview]]:
         """The next reply to a pending request; resends overdue requests; raises ServerUnavailable."""
@@ -61,18 +75,22 @@ class Pipeline:
             self._resend_overdue()
 
     def _resend_overdue(self) -> None:
+        """Lazy pirate for many: on a timeout, a fresh socket, and every pending request sent again."""
         now = time.monotonic()
-        for request_id, pending in self.pending.items():
-            if pending.deadline > now:
-                continue
-            if pending.attempts > self.retries:
-                raise ServerUnavailable(
-                    f"no reply from {self.server} after {pending.attempts} attempt(s) of {self.timeout:g} s"
-                )
-            log.warning("no reply to request %s in %.1f s; resending", request_id, self.timeout)
-            pending.attempts += 1
+        overdue = [p for p in self.pending.values() if p.deadline <= now]
+        if not overdue:
+            return
+        if any(p.attempts > self.retries for p in overdue):
+            attempts = max(p.attempts for p in overdue)
+            raise ServerUnavailable(f"no reply from {self.server} after {attempts} attempt(s) of {self.timeout:g} s")
+        log.warning("no reply from %s in %.1f s; reconnecting and resending %d request(s)",
+                    self.server, self.timeout, len(self.pending))
+        self.socket.close(linger=0)
+        self.socket = self._connect()
+        for pending in self.pending.values():
+            pending.attempts += pending in overdue
             pending.deadline = now + self.timeout
-            self.socket.send_multipart([b"", *pending.frames], copy=False)
+            self._send(pending.frames)
 
     def close(self) -> None:
         self.socket.close(linger=0)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import zmq
 
@@ -23,10 +24,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def answers_ping(address: str, timeout_ms: int = 1000) -> bool:
+def answers_ping(address: str, timeout_ms: int = 1000, secure: Callable[[zmq.Socket], None] | None = None) -> bool:
     """True if a server at `address` answers a ping within the timeout (quietly, one try)."""
     with zmq.Context.instance().socket(zmq.REQ) as socket:
         socket.setsockopt(zmq.LINGER, 0)
+        if secure:
+            secure(socket)
         socket.connect(address)
         socket.send_multipart(protocol.pack_request("ping"))
         return bool(socket.poll(timeout_ms)) and socket.recv_multipart() is not None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
+from typing import Callable
+from urllib.parse import urlsplit
 
 import dlib
 import zmq
@@ -24,24 +27,43 @@ def dlib_description() -> str:
     )
 
 
-def _rep(context: zmq.Context, limits: Limits) -> zmq.Socket:
+Secure = Callable[[zmq.Socket], None]
+"""Puts CURVE keys on a socket (see keys.py); None for a plain socket."""
+
+
+def _rep(context: zmq.Context, limits: Limits, secure: Secure | None) -> zmq.Socket:
     """A REP socket; frames over the limit drop the peer (ZeroMQ's MAXMSGSIZE)."""
     socket = context.socket(zmq.REP)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
+    if secure:
+        secure(socket)
     return socket
 
 
-def bind_rep(context: zmq.Context, address: str, limits: Limits) -> zmq.Socket:
+def bind_rep(context: zmq.Context, address: str, limits: Limits, secure: Secure | None = None) -> zmq.Socket:
     """A REP socket bound to `address`, for a server that answers in one process."""
-    socket = _rep(context, limits)
+    socket = _rep(context, limits, secure)
     socket.bind(address)
     return socket
 
 
-def connect_rep(context: zmq.Context, address: str, limits: Limits) -> zmq.Socket:
+def is_public(address: str) -> bool:
+    """True for a tcp:// address other hosts can reach (anything but loopback)."""
+    if not address.startswith("tcp://"):
+        return False
+    host = urlsplit(address).hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # "*", an interface name or a host name
+
+
+def connect_rep(context: zmq.Context, address: str, limits: Limits, secure: Secure | None = None) -> zmq.Socket:
     """A REP socket connected to a broker's worker address, for one worker."""
-    socket = _rep(context, limits)
+    socket = _rep(context, limits, secure)
     socket.connect(address)
     return socket
 
