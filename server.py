@@ -18,7 +18,7 @@ from pathlib import Path
 
 import zmq
 
-from facewire.broker import Proxy, WorkerPool
+from facewire.broker import Proxy, Watchdog, WorkerPool
 from facewire.gallery import Gallery, LoadStats, cache_path_for, load_gallery
 from facewire.keys import ClientKeys, KeysError, ServerKeys
 from facewire.process import answers_ping
@@ -49,6 +49,9 @@ def parse_args() -> argparse.Namespace:
                         help="with --worker: this worker's .key_secret, when the server uses --keys")
     parser.add_argument("--server-key", type=Path, metavar="FILE",
                         help="with --worker: the server's public server.key, when the server uses --keys")
+    parser.add_argument("--hang-timeout", type=float, default=60.0, metavar="S",
+                        help="kill and replace a local worker busy on one request for longer (default: %(default)s)")
+    parser.add_argument("--status", metavar="ADDR", help=argparse.SUPPRESS)  # a local worker reports here
     parser.add_argument("--tolerance", type=float, default=0.6,
                         help="largest face distance still given a name; lower is stricter (default: %(default)s)")
     parser.add_argument("--model", choices=("hog", "cnn"), default="hog", help="face detector (default: %(default)s)")
@@ -73,9 +76,9 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def worker_command(args: argparse.Namespace, backend: str) -> list[str]:
+def worker_command(args: argparse.Namespace, backend: str, status: str) -> list[str]:
     """The command line of a local worker: this script, same settings, connected to `backend`."""
-    command = [sys.executable, os.path.abspath(__file__), "--worker", "--connect", backend,
+    command = [sys.executable, os.path.abspath(__file__), "--worker", "--connect", backend, "--status", status,
                "--known-faces", str(args.known_faces), "--tolerance", str(args.tolerance),
                "--model", args.model, "--min-face", str(args.min_face),
                "--min-face-fraction", str(args.min_face_fraction),
@@ -151,8 +154,16 @@ def run_worker(args: argparse.Namespace, service: Service) -> None:
     except KeysError as exc:
         raise SystemExit(str(exc)) from None
     socket = connect_rep(context, args.connect, service.limits, keys.secure if keys else None)
+    status = None
+    if args.status:
+        status = context.socket(zmq.PUSH)
+        status.setsockopt(zmq.LINGER, 0)
+        status.setsockopt(zmq.SNDHWM, 10)
+        status.connect(args.status)
     log.info("worker %d serving %s", os.getpid(), args.connect)
-    serve(service, socket, stop)
+    serve(service, socket, stop, status)
+    if status is not None:
+        status.close()
     context.term()
 
 
@@ -174,7 +185,11 @@ def run_broker(args: argparse.Namespace, settings: DetectorSettings, limits: Lim
         proxy.start()
         # With a cache on disk the workers start now, alongside this process's own load;
         # without one, this process encodes the gallery first so that no photo is encoded twice.
-        command = worker_command(args, backend)
+        status = context.socket(zmq.PULL)
+        status.setsockopt(zmq.LINGER, 0)
+        status.bind(f"ipc://{private}/status")
+        watchdog = Watchdog(status, args.hang_timeout)
+        command = worker_command(args, backend, f"ipc://{private}/status")
         pool = WorkerPool(command, args.workers) if cache_path_for(args.known_faces, args.cache).exists() else None
         gallery, stats = load(args, settings)
         pool = pool or WorkerPool(command, args.workers)
@@ -187,9 +202,12 @@ def run_broker(args: argparse.Namespace, settings: DetectorSettings, limits: Lim
                 frontend, len(gallery.people), len(gallery.names), stats.seconds, args.workers, backend,
             )
             while not stop.wait(0.5):
-                pool.check()
+                for pid in watchdog.hung(pool.pids()):
+                    pool.kill(pid)
+                pool.check(watchdog.served)
         finally:
             pool.stop()
+            status.close()
             proxy.stop()
             context.term()
             log.info("stopped")

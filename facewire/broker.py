@@ -50,14 +50,18 @@ class WorkerPool:
         self.slots = [_Slot() for _ in range(count)]
         self.check()
 
-    def check(self) -> None:
-        """Notice dead workers and (re)start every worker whose back-off has passed."""
+    def check(self, served: set[int] = frozenset()) -> None:
+        """Notice dead workers and (re)start every worker whose back-off has passed.
+
+        A worker that dies before it ever served (pid not in `served`) and within
+        YOUNG_EXIT_SECONDS is failing to start: it comes back after a growing delay.
+        """
         now = time.monotonic()
         for index, slot in enumerate(self.slots):
             if slot.process is not None:
                 if slot.process.poll() is None:
                     continue
-                young = now - slot.started < YOUNG_EXIT_SECONDS
+                young = now - slot.started < YOUNG_EXIT_SECONDS and slot.process.pid not in served
                 slot.delay = min(MAX_RESTART_DELAY, max(1.0, 2 * slot.delay)) if young else 0.0
                 slot.not_before = now + slot.delay
                 log.warning("worker %d (pid %d) exited with %s; replacing it%s", index, slot.process.pid,
@@ -71,6 +75,13 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [slot.process.pid for slot in self.slots if slot.process is not None]
 
+    def kill(self, pid: int) -> None:
+        """Kill a hung worker; the next `check` replaces it."""
+        for slot in self.slots:
+            if slot.process is not None and slot.process.pid == pid and slot.process.poll() is None:
+                slot.process.kill()
+
+
     def stop(self, grace: float = 10) -> None:
         processes = [slot.process for slot in self.slots if slot.process is not None]
         for process in processes:
@@ -82,6 +93,46 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+class Watchdog:
+    """Reads the workers' busy/idle reports and names those that hang.
+
+    A worker is hung when busy for longer than `busy_limit` seconds (one request must not
+    take that long), or when an idle worker sends no heartbeat for `silence_limit`.
+    """
+
+    def __init__(self, status: zmq.Socket, busy_limit: float, silence_limit: float = 5.0):
+        self.status, self.busy_limit, self.silence_limit = status, busy_limit, silence_limit
+        self.state: dict[int, tuple[bytes, float, float]] = {}  # pid -> (state, since, last heard)
+        self.served: set[int] = set()  # every pid that ever reported: it started properly
+
+    def read(self) -> None:
+        now = time.monotonic()
+        while self.status.poll(0):
+            pid_text, state = self.status.recv_multipart()
+            pid = int(pid_text)
+            self.served.add(pid)
+            previous = self.state.get(pid)
+            since = previous[1] if previous and previous[0] == state else now
+            self.state[pid] = (state, since, now)
+
+    def hung(self, alive: list[int]) -> list[int]:
+        """Workers among `alive` that have hung; forgets those no longer alive."""
+        self.read()
+        now = time.monotonic()
+        self.state = {pid: value for pid, value in self.state.items() if pid in alive}
+        found = []
+        for pid, (state, since, heard) in self.state.items():
+            if state == b"busy" and now - since > self.busy_limit:
+                log.error("worker pid %d has been busy for %.0f s; killing it", pid, now - since)
+                found.append(pid)
+            elif state == b"idle" and now - heard > self.silence_limit:
+                log.error("worker pid %d has been silent for %.0f s; killing it", pid, now - heard)
+                found.append(pid)
+        for pid in found:
+            del self.state[pid]
+        return found
 
 
 class Proxy:

@@ -38,9 +38,10 @@ def answers_ping(address: str, timeout_ms: int = 1000, secure: Callable[[zmq.Soc
 class ServerProcess:
     """`python server.py` as a subprocess, its log captured to a file; ready when it answers ping."""
 
-    def __init__(self, known_faces: Path, log_path: Path, *extra: str, ready_within: float = 120, wait: bool = True):
+    def __init__(self, known_faces: Path, log_path: Path, *extra: str, ready_within: float = 120, wait: bool = True,
+                 address: str | None = None):
         """Start the server; with wait=False, ready means its "ready on" log line (a broker with no workers)."""
-        self.address = f"tcp://127.0.0.1:{free_port()}"
+        self.address = address or f"tcp://127.0.0.1:{free_port()}"
         self.log_path = Path(log_path)
         command = [sys.executable, str(ROOT / "server.py"), "--known-faces", str(known_faces),
                    "--bind", self.address, *extra]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import threading
+import time
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -68,14 +70,36 @@ def connect_rep(context: zmq.Context, address: str, limits: Limits, secure: Secu
     return socket
 
 
-def serve(service: Service, socket: zmq.Socket, stop: threading.Event) -> None:
-    """Answer requests on a bound REP socket until `stop` is set; closes the socket."""
+HEARTBEAT_SECONDS = 1.0
+
+
+def serve(service: Service, socket: zmq.Socket, stop: threading.Event, status: zmq.Socket | None = None) -> None:
+    """Answer requests on a REP socket until `stop` is set; closes the socket.
+
+    With a `status` socket (a worker under a local broker) it reports b"busy" on taking a
+    request, b"idle" when done, and b"idle" each second while waiting: the broker's
+    watchdog kills a worker that stays busy too long or falls silent.
+    """
+    last_beat = 0.0
     try:
         while not stop.is_set():
+            if status is not None and time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                _report(status, b"idle")
+                last_beat = time.monotonic()
             if not socket.poll(POLL_MS):
                 continue
             frames = socket.recv_multipart(copy=False)
+            if status is not None:
+                _report(status, b"busy")
             socket.send_multipart(service.handle([frame.buffer for frame in frames]), copy=False)
+            last_beat = 0.0
     finally:
         socket.close()
         log.info("stopped")
+
+
+def _report(status: zmq.Socket, state: bytes) -> None:
+    try:
+        status.send_multipart([str(os.getpid()).encode(), state], flags=zmq.NOBLOCK)
+    except zmq.Again:
+        pass  # the broker is gone or slow: serving matters more than reporting

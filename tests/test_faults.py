@@ -1,0 +1,87 @@
+"""Faults: workers killed or hung under load, and a server restarted under a client's feet."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from facewire import images
+from facewire.client import Client
+from facewire.process import ServerProcess, free_port
+
+from .conftest import REPO_PROBES
+from .test_scaling import children
+
+PROBES = ["grace_hopper.jpg", "group_small_faces.jpg", "no_face.jpg"]
+EXPECTED = {"grace_hopper.jpg": ["grace_hopper"], "group_small_faces.jpg": ["Unknown", "grace_hopper"],
+            "no_face.jpg": []}
+
+
+def run_client(address: str, names: list[str], results: list, errors: list) -> None:
+    pictures = {name: images.read_image(REPO_PROBES / name) for name in set(names)}
+    try:
+        with Client(address, timeout=3, retries=8) as client:
+            for outcome in client.recognize_many((pictures[n] for n in names), in_flight=2, annotate=False):
+                results.append(outcome)
+    except Exception as exc:  # noqa: BLE001 - the test reports whatever went wrong
+        errors.append(exc)
+
+
+@pytest.mark.slow
+def test_200_requests_from_4_clients_survive_killed_and_hung_workers(repo_gallery, tmp_path):
+    with ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "2", "--hang-timeout", "4") as server:
+        plans = [[random.Random(c).choice(PROBES) for _ in range(50)] for c in range(4)]
+        results: list[list] = [[] for _ in plans]
+        errors: list[Exception] = []
+        clients = [threading.Thread(target=run_client, args=(server.address, plan, out, errors))
+                   for plan, out in zip(plans, results)]
+        for thread in clients:
+            thread.start()
+        killed, stopped, chooser = 0, None, random.Random(7)
+        while any(thread.is_alive() for thread in clients):
+            time.sleep(chooser.uniform(1.0, 2.0))
+            workers = [pid for pid in children(server.process.pid) if pid != stopped]
+            if not workers:
+                continue
+            victim = chooser.choice(workers)
+            if stopped is None:
+                os.kill(victim, signal.SIGSTOP)  # hangs: only the watchdog can notice
+                stopped = victim
+            else:
+                os.kill(victim, signal.SIGKILL)
+                killed += 1
+        for thread in clients:
+            thread.join()
+        log = server.log()
+    assert not errors, errors
+    for plan, got in zip(plans, results):
+        assert len(got) == len(plan)  # none lost, none duplicated
+        assert [sorted(r.names) for r in got] == [sorted(EXPECTED[name]) for name in plan]
+    assert killed >= 3 and f"worker pid {stopped} has been" in log and "killing it" in log
+    print(f"faults: 200 requests answered correctly; {killed} workers killed, 1 hung and replaced")
+
+
+def test_clients_carry_on_across_a_server_restart(repo_gallery, tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    plan = PROBES * 10
+    results: list = []
+    errors: list = []
+    first = ServerProcess(repo_gallery, tmp_path / "first.log", "--workers", "1", address=address)
+    client = threading.Thread(target=run_client, args=(address, plan, results, errors))
+    client.start()
+    while len(results) < 5:
+        time.sleep(0.05)
+    first.process.kill()
+    first.process.wait()
+    second = ServerProcess(repo_gallery, tmp_path / "second.log", "--workers", "1", address=address)
+    try:
+        client.join(timeout=120)
+    finally:
+        second.stop()
+    assert not errors, errors
+    assert [sorted(r.names) for r in results] == [sorted(EXPECTED[name]) for name in plan]
