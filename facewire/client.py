@@ -16,6 +16,7 @@ import zmq
 from . import protocol
 from .keys import ClientKeys
 from .pipeline import Pipeline, ServerUnavailable
+from .transport import keepalive
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Client:
 
     def _connect(self) -> zmq.Socket:
         socket = self.context.socket(zmq.REQ)
-        socket.setsockopt(zmq.LINGER, 0)
+        keepalive(socket)
         if self.keys:
             self.keys.secure(socket)
         socket.connect(self.server)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import zmq
 
 from . import protocol
+from .transport import keepalive
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class Pipeline:
 
     def _connect(self) -> zmq.Socket:
         socket = self.context.socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
+        keepalive(socket)
         if self.secure:
             self.secure(socket)
         socket.connect(self.server)

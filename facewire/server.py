@@ -14,6 +14,7 @@ import dlib
 import zmq
 
 from .protocol import Limits
+from .transport import FRONTEND_QUEUE, keepalive
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ Secure = Callable[[zmq.Socket], None]
 def _rep(context: zmq.Context, limits: Limits, secure: Secure | None) -> zmq.Socket:
     """A REP socket; frames over the limit drop the peer (ZeroMQ's MAXMSGSIZE)."""
     socket = context.socket(zmq.REP)
-    socket.setsockopt(zmq.LINGER, 0)
+    keepalive(socket)
     socket.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
+    socket.setsockopt(zmq.RCVHWM, FRONTEND_QUEUE)
     if secure:
         secure(socket)
     return socket

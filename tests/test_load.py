@@ -1,0 +1,104 @@
+"""Overload and soak: memory stays bounded under a flood, and flat over 5,000 requests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from facewire import images
+from facewire.client import Client, ServerUnavailable
+from facewire.process import ServerProcess
+
+from .conftest import REPO_PROBES
+from .test_scaling import children
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def server_pids(server: ServerProcess) -> list[int]:
+    return [server.process.pid, *children(server.process.pid)]
+
+
+def total_rss(server: ServerProcess) -> float:
+    return sum(rss_mib(pid) for pid in server_pids(server))
+
+
+def open_fds(server: ServerProcess) -> int:
+    return sum(len(list(Path(f"/proc/{pid}/fd").iterdir())) for pid in server_pids(server))
+
+
+@pytest.mark.slow
+def test_a_flood_of_clients_keeps_memory_bounded(repo_gallery, tmp_path):
+    portrait = cv2.resize(images.read_image(REPO_PROBES / "grace_hopper.jpg"), None, fx=2.5, fy=2.5)
+    frame = cv2.copyMakeBorder(portrait, 15, 1080 - 15 - portrait.shape[0], 500, 1920 - 500 - portrait.shape[1],
+                               cv2.BORDER_CONSTANT)  # 1920x1080: a 6 MB raw frame
+    outcomes: list[str] = []
+    with ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "2") as server:
+        idle = total_rss(server)
+        peak, done = idle, threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, total_rss(server))
+                time.sleep(0.1)
+
+        def flood() -> None:
+            answered = 0
+            try:
+                with Client(server.address, timeout=4, retries=0) as client:
+                    for result in client.recognize_many((frame for _ in range(20)), in_flight=4):
+                        answered += result.names == ["grace_hopper"]
+                outcomes.append(f"answered {answered}")
+            except ServerUnavailable:
+                outcomes.append(f"timed out after {answered}")
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        clients = [threading.Thread(target=flood) for _ in range(12)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+        done.set()
+        sampler.join()
+        with Client(server.address) as client:
+            assert client.recognize(images.read_image(REPO_PROBES / "grace_hopper.jpg")).names == ["grace_hopper"]
+    assert len(outcomes) == 12  # every client finished: all answered, or a clean timeout
+    print(f"flood: 12 clients x 20 1080p requests; {outcomes}; RSS idle {idle:.0f} MiB, peak {peak:.0f} MiB")
+    assert peak < idle + 1024
+
+
+@pytest.mark.slow
+def test_soak_5000_requests(repo_gallery, tmp_path):
+    pictures = [images.read_image(REPO_PROBES / n) for n in ("grace_hopper.jpg", "no_face.jpg", "group_small_faces.jpg")]
+    expected = [["grace_hopper"], [], ["Unknown", "grace_hopper"]]
+    with ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "2") as server:
+        with Client(server.address, timeout=20) as client:
+            def batch(count: int, start: int) -> int:
+                stream = (pictures[i % 3] for i in range(start, start + count))
+                results = client.recognize_many(stream, in_flight=4)
+                return sum(sorted(r.names) != sorted(expected[i % 3]) for i, r in enumerate(results, start))
+
+            wrong = batch(500, 0)  # warm-up: caches, allocator pools, connections
+            rss_before, fds_before = total_rss(server), open_fds(server)
+            started = time.monotonic()
+            wrong += batch(4500, 500)
+            seconds = time.monotonic() - started
+            rss_after, fds_after = total_rss(server), open_fds(server)
+        assert "Traceback" not in server.log() and "ERROR" not in server.log()
+    growth = (rss_after - rss_before) / rss_before
+    print(f"soak: 5000 requests, {wrong} wrong; RSS {rss_before:.0f} -> {rss_after:.0f} MiB ({growth:+.1%}); "
+          f"fds {fds_before} -> {fds_after}; last 4500 in {seconds:.0f} s")
+    assert wrong == 0
+    assert growth < 0.10
+    assert fds_after == fds_before
