@@ -120,8 +120,26 @@ def read_cache(path: Path, tag: str) -> dict[str, CacheEntry]:
         return {}
 
 
+STALE_TEMP_SECONDS = 60
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temp files a killed writer left beside the cache (old enough not to be in use)."""
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for temp in path.parent.glob(f"{path.name}*.tmp"):
+        try:
+            if temp.stat().st_mtime < cutoff:
+                temp.unlink()
+        except OSError:
+            continue
+
+
 def write_cache(path: Path, tag: str, entries: dict[str, CacheEntry]) -> None:
-    """Write the cache atomically: a temp file in the same folder, fsync, then rename."""
+    """Write the cache atomically: a temp file in the same folder, fsync, then rename.
+
+    A kill at any moment leaves the old cache or the new one, never a mix.
+    """
+    remove_stale_temps(path)
     hashes = sorted(entries)
     encodings = np.zeros((len(hashes), 128))
     for row, key in enumerate(hashes):
@@ -141,6 +159,7 @@ def write_cache(path: Path, tag: str, entries: dict[str, CacheEntry]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -149,6 +168,15 @@ def write_cache(path: Path, tag: str, entries: dict[str, CacheEntry]) -> None:
 def cache_path_for(known_dir: Path, cache_path: Path | None = None) -> Path:
     """The cache file to use: the one given, or KNOWN_DIR/.facewire-cache.npz."""
     return Path(cache_path) if cache_path else Path(known_dir) / DEFAULT_CACHE_NAME
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_gallery(

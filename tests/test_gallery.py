@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -11,7 +17,8 @@ import numpy as np
 import pytest
 
 from facewire import gallery as gallery_module
-from facewire.gallery import DEFAULT_CACHE_NAME, encode_photo, load_gallery, read_cache
+from facewire.gallery import DEFAULT_CACHE_NAME, encode_photo, load_gallery, read_cache, write_cache
+from facewire.process import ROOT
 from facewire.recognize import DetectorSettings, match_faces
 
 from .conftest import REPO_KNOWN, REPO_PROBES
@@ -177,3 +184,34 @@ def test_explicit_cache_path_and_empty_gallery(tmp_path):
     empty.mkdir()
     gallery, stats = load_gallery(empty, SETTINGS, tmp_path / "elsewhere.npz")
     assert gallery.names == () and gallery.encodings.shape == (0, 128) and stats.photos == 0
+
+
+WRITER = """
+import sys, numpy as np
+from pathlib import Path
+from facewire.gallery import CacheEntry, write_cache
+path, rows = Path(sys.argv[1]), np.random.default_rng(0).normal(size=(2000, 128))
+versions = [{f"{i:064x}": CacheEntry(1, rows[i]) for i in range(n)} for n in (1999, 2000)]
+turn = 0
+while True:
+    write_cache(path, "tag", versions[turn % 2])
+    turn += 1
+"""
+
+
+def test_cache_survives_kill_9_at_any_moment(tmp_path):
+    cache = tmp_path / "cache.npz"
+    chooser = random.Random(3)
+    for _ in range(25):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(cache)], cwd=ROOT)
+        time.sleep(chooser.uniform(0.6, 1.5))
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+        if cache.exists():
+            assert len(read_cache(cache, "tag")) in (1999, 2000)  # the old version or the new, never half
+    leftovers = list(tmp_path.glob("cache.npz*.tmp"))
+    assert {p.name for p in tmp_path.iterdir()} - {p.name for p in leftovers} == {"cache.npz"}
+    for temp in leftovers:  # a killed writer's temp file is swept up by a later write once it is stale
+        os.utime(temp, (0, 0))
+    write_cache(cache, "tag", {})
+    assert list(tmp_path.glob("cache.npz*.tmp")) == []

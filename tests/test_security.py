@@ -155,3 +155,13 @@ def test_a_missing_keys_folder_is_a_clear_error(repo_gallery, tmp_path):
     with pytest.raises(RuntimeError) as info:
         ServerProcess(repo_gallery, tmp_path / "server.log", "--keys", str(tmp_path / "nowhere"))
     assert "cannot read key pair" in str(info.value) and "Traceback" not in str(info.value)
+
+
+def test_logs_hold_names_and_timings_never_pixels_or_encodings(repo_server):
+    run_client("--server", repo_server.address, "--no-show", "--json", str(REPO_PROBES))
+    log = repo_server.log()
+    assert "recognize 358x420: grace_hopper in" in log
+    for line in log.splitlines():
+        assert len(line) < 400, line[:200]  # no frames, arrays or buffers dumped
+        numbers = [word for word in line.replace(",", " ").split() if word.lstrip("-").replace(".", "", 1).isdigit()]
+        assert len(numbers) < 20, line[:200]  # no 128-number encodings
