@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 from facewire import show
 from facewire.client import DEFAULT_SERVER, Client, Result, ServerUnavailable
 from facewire.images import ImageError, is_image_path, read_image
 from facewire.keys import ClientKeys, KeysError
+from facewire.report import Report
 from facewire.protocol import ENCODINGS
 
 DEFAULT_SAVE_DIR = Path("facewire-output")
@@ -31,6 +33,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--save", type=Path, metavar="DIR",
                         help=f"save annotated images here (default without a display: {DEFAULT_SAVE_DIR})")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
+    parser.add_argument("--report", type=Path, metavar="FILE.csv|FILE.json",
+                        help="write every face (file, name, distance, box) and every error to a report")
     parser.add_argument("--tolerance", type=float, default=None, help="override the server's tolerance")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for each reply (default: %(default)s)")
     parser.add_argument("--retries", type=int, default=2, help="resends after a timeout (default: %(default)s)")
@@ -61,11 +65,10 @@ def image_paths(inputs: list[Path], recursive: bool) -> list[Path]:
     return paths
 
 
-def report(path: Path, result: Result, as_json: bool) -> None:
+def describe(path: Path, result: Result, as_json: bool) -> str:
     if as_json:
-        print(json.dumps({"image": str(path), "faces": result.faces}, ensure_ascii=False), flush=True)
-    else:
-        print(f"{path}: {', '.join(result.names) or 'no face'}", flush=True)
+        return json.dumps({"image": str(path), "faces": result.faces}, ensure_ascii=False)
+    return f"{path}: {', '.join(result.names) or 'no face'}"
 
 
 def main() -> int:
@@ -104,19 +107,26 @@ def recognize_all(client: Client, args: argparse.Namespace) -> int:
         print(f"no display found: saving annotated images to {save_dir}/", file=sys.stderr)
     paths = image_paths(args.inputs, args.recursive)
     outcomes = client.recognize_many(load(paths), args.in_flight, window or save_dir is not None, args.tolerance)
+    report = Report()
     failures = 0
-    for path, outcome in zip(paths, outcomes):
-        if isinstance(outcome, Exception):
-            print(f"error: {outcome}" if isinstance(outcome, ImageError) else f"error: {path}: {outcome}",
-                  file=sys.stderr)
-            failures += 1
-            continue
-        report(path, outcome, args.json)
-        if save_dir is not None:
-            saved = show.save(outcome.image, save_dir, path.name)
-            print(f"saved {saved}", file=sys.stderr)
-        if window and not show.show(outcome.image, f"facewire: {path.name}"):
-            break
+    with tqdm(total=len(paths), unit="image", disable=not sys.stderr.isatty() or len(paths) < 2) as progress:
+        for path, outcome in zip(paths, outcomes):
+            progress.update()
+            if isinstance(outcome, Exception):
+                message = str(outcome) if isinstance(outcome, ImageError) else f"{path}: {outcome}"
+                tqdm.write(f"error: {message}", file=sys.stderr)
+                report.add_error(path, message)
+                failures += 1
+                continue
+            tqdm.write(describe(path, outcome, args.json), file=sys.stdout)
+            report.add(path, outcome.faces)
+            if save_dir is not None:
+                tqdm.write(f"saved {show.save(outcome.image, save_dir, path.name)}", file=sys.stderr)
+            if window and not show.show(outcome.image, f"facewire: {path.name}"):
+                break
+    if args.report:
+        report.write(args.report)
+        print(f"report: {args.report}", file=sys.stderr)
     return EXIT_IMAGE_ERRORS if failures else 0
 
 
