@@ -21,6 +21,7 @@ import zmq
 from facewire.broker import Proxy, Watchdog, WorkerPool
 from facewire.gallery import Gallery, LoadStats, cache_path_for, load_gallery
 from facewire.keys import ClientKeys, KeysError, ServerKeys
+from facewire.matching import METHODS
 from facewire.process import answers_ping
 from facewire.protocol import DEFAULT_MAX_PIXELS, Limits
 from facewire.recognize import DetectorSettings, load_models
@@ -54,6 +55,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--status", metavar="ADDR", help=argparse.SUPPRESS)  # a local worker reports here
     parser.add_argument("--tolerance", type=float, default=0.6,
                         help="largest face distance still given a name; lower is stricter (default: %(default)s)")
+    parser.add_argument("--match", choices=METHODS, default="nearest",
+                        help="nearest: the nearest photo names the face; knn: the k nearest photos vote (default: %(default)s)")
+    parser.add_argument("--k", type=int, default=None, help="with --match knn: photos that vote (default: sqrt of the photos)")
     parser.add_argument("--model", choices=("hog", "cnn"), default="hog", help="face detector (default: %(default)s)")
     parser.add_argument("--upsample", type=int, default=None, metavar="N",
                         help="run dlib's N-fold upsampling on the full image instead of automatic scaling")
@@ -80,11 +84,13 @@ def worker_command(args: argparse.Namespace, backend: str, status: str) -> list[
     """The command line of a local worker: this script, same settings, connected to `backend`."""
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--connect", backend, "--status", status,
                "--known-faces", str(args.known_faces), "--tolerance", str(args.tolerance),
-               "--model", args.model, "--min-face", str(args.min_face),
+               "--model", args.model, "--min-face", str(args.min_face), "--match", args.match,
                "--min-face-fraction", str(args.min_face_fraction),
                "--max-megapixels", str(args.max_megapixels), "--log-level", args.log_level]
     if args.upsample is not None:
         command += ["--upsample", str(args.upsample)]
+    if args.k is not None:
+        command += ["--k", str(args.k)]
     if args.keys and backend.startswith("tcp://"):
         command += ["--key", str(args.keys / "server.key_secret"), "--server-key", str(args.keys / "server.key")]
     if args.cache is not None:
@@ -226,7 +232,7 @@ def main() -> None:
         return
     gallery, stats = load(args, settings)
     load_models(settings)
-    service = Service(gallery, settings, args.tolerance, limits)
+    service = Service(gallery, settings, args.tolerance, limits, args.match, args.k)
     if args.worker:
         run_worker(args, service)
     else:

@@ -1,4 +1,4 @@
-"""Find and encode faces in an image, and match encodings against a gallery.
+"""Find and encode faces in an image (matching them is matching.py's job).
 
 Detection runs on a grey, resized copy chosen so that the smallest face worth
 finding is just large enough for dlib's HOG detector: small images are upscaled,
@@ -61,17 +61,6 @@ class Face:
 
     box: Box
     encoding: np.ndarray
-
-
-@dataclass(frozen=True)
-class Match:
-    """The gallery's verdict on one face."""
-
-    name: str
-    distance: float
-
-
-UNKNOWN = "Unknown"
 
 
 @cache
@@ -156,28 +145,3 @@ def find_faces(image: np.ndarray, settings: DetectorSettings) -> list[Face]:
 def box_area(box: Box) -> int:
     top, right, bottom, left = box
     return max(0, bottom - top) * max(0, right - left)
-
-
-def match_faces(
-    encodings: np.ndarray, known: np.ndarray, names: Sequence[str], tolerance: float
-) -> list[Match]:
-    """Name each encoding by its nearest known encoding (Euclidean), or UNKNOWN past `tolerance`.
-
-    The distances of all faces to all known encodings come from one matrix
-    operation; `names[i]` is the person of `known[i]`.
-    """
-    if len(encodings) == 0:
-        return []
-    if len(known) == 0:
-        return [Match(UNKNOWN, float("nan")) for _ in encodings]
-    squared = (
-        np.einsum("ij,ij->i", encodings, encodings)[:, None]
-        + np.einsum("ij,ij->i", known, known)[None, :]
-        - 2.0 * encodings @ known.T
-    )
-    distances = np.sqrt(np.maximum(squared, 0.0))
-    nearest = distances.argmin(axis=1)
-    best = distances[np.arange(len(encodings)), nearest]
-    return [
-        Match(names[i] if d <= tolerance else UNKNOWN, float(d)) for i, d in zip(nearest, best)
-    ]

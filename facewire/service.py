@@ -15,7 +15,8 @@ import numpy as np
 
 from . import __version__, draw, images, protocol
 from .gallery import Gallery
-from .recognize import UNKNOWN, DetectorSettings, Match, detect_faces, encode_faces, match_faces
+from .matching import UNKNOWN, Match, match_faces
+from .recognize import DetectorSettings, detect_faces, encode_faces
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class Service:
     settings: DetectorSettings = DetectorSettings()
     tolerance: float = 0.6
     limits: protocol.Limits = protocol.Limits()
+    match: str = "nearest"
+    k: int | None = None
 
     def handle(self, frames: Sequence[protocol.Buffer]) -> list[bytes]:
         """Answer one request; any failure is turned into an error reply."""
@@ -60,7 +63,7 @@ class Service:
         encodings = encode_faces(images.to_rgb(request.image), boxes) if boxes else np.empty((0, 128))
         clock.lap("encode")
         tolerance = request.options.get("tolerance", self.tolerance)
-        matches = match_faces(encodings, self.gallery.encodings, self.gallery.names, tolerance)
+        matches = match_faces(encodings, self.gallery.encodings, self.gallery.names, tolerance, self.match, self.k)
         clock.lap("match")
         annotated = None
         if request.options.get("annotate", True):
@@ -73,7 +76,7 @@ class Service:
         if request.classic:
             return protocol.pack_classic(annotated)
         faces = [
-            {"name": m.name, "distance": _rounded(m.distance), "box": list(box)}
+            {"name": m.name, "distance": _rounded(m.distance), "confidence": round(m.confidence, 3), "box": list(box)}
             for box, m in zip(boxes, matches)
         ]
         body = {"op": "recognize", "faces": faces, "timings_ms": clock.laps}

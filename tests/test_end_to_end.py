@@ -95,9 +95,9 @@ def test_server_logs_ready_and_one_line_per_request(repo_server):
     assert "recognize 358x420: grace_hopper in" in log
 
 
-def test_shared_photos_get_every_expected_name(shared_server, shared_faces):
+def check_shared_labels(address: str, shared_faces: Path) -> None:
     labels = json.loads((shared_faces / "labels.json").read_text())
-    done = run_client("--server", shared_server.address, "--json", "--no-show", str(shared_faces / "test"))
+    done = run_client("--server", address, "--json", "--no-show", str(shared_faces / "test"))
     assert done.returncode == 0, done.stderr
     found = json_lines(done.stdout)
     for image, expected in labels.items():
@@ -108,6 +108,17 @@ def test_shared_photos_get_every_expected_name(shared_server, shared_faces):
         known_found = Counter(n for n in names if n != "Unknown")
         assert known_found == known_expected, f"{image}: expected {expected}, got {names}"
         assert len(names) >= len(expected), f"{image}: a face was missed: {names}"
+        assert all(0 <= f["confidence"] <= 1 for f in found[Path(image).name])
+
+
+def test_shared_photos_get_every_expected_name(shared_server, shared_faces):
+    check_shared_labels(shared_server.address, shared_faces)
+
+
+def test_knn_matching_gets_every_expected_name_too(shared_faces, tmp_path):
+    with ServerProcess(shared_faces / "known", tmp_path / "knn.log", "--match", "knn",
+                       "--cache", str(tmp_path / "cache.npz")) as server:
+        check_shared_labels(server.address, shared_faces)
 
 
 # --- the client class on other pixel layouts ------------------------------------------------

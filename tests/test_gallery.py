@@ -19,7 +19,8 @@ import pytest
 from facewire import gallery as gallery_module
 from facewire.gallery import DEFAULT_CACHE_NAME, encode_photo, load_gallery, read_cache, write_cache
 from facewire.process import ROOT
-from facewire.recognize import DetectorSettings, match_faces
+from facewire.matching import match_faces
+from facewire.recognize import DetectorSettings
 
 from .conftest import REPO_KNOWN, REPO_PROBES
 

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from facewire import images
-from facewire.recognize import (
-    HOG_MIN_FACE, UNKNOWN, DetectorSettings, detect_faces, detection_scale, find_faces, match_faces,
-)
+from facewire.matching import UNKNOWN, confidence, match_faces
+from facewire.recognize import HOG_MIN_FACE, DetectorSettings, detect_faces, detection_scale, find_faces
 
 from .conftest import REPO_PROBES
 
@@ -81,3 +80,26 @@ def test_matching_equals_a_loop_over_the_gallery():
 def test_matching_with_an_empty_gallery_says_unknown():
     [match] = match_faces(np.zeros((1, 128)), np.empty((0, 128)), [], 0.6)
     assert match.name == UNKNOWN and np.isnan(match.distance)
+
+
+def test_knn_lets_several_photos_outvote_one_nearer_photo():
+    base = np.zeros(128)
+    known = np.vstack([base + 0.030, base + 0.031, base + 0.032, base - 0.025])  # 3 of ann, 1 nearer of bob
+    names = ["ann", "ann", "ann", "bob"]
+    face = base[None, :]
+    assert match_faces(face, known, names, 0.6)[0].name == "bob"  # nearest photo wins by default
+    [vote] = match_faces(face, known, names, 0.6, method="knn", k=4)
+    assert vote.name == "ann" and vote.distance == pytest.approx(0.030 * np.sqrt(128))
+
+
+def test_knn_says_unknown_when_no_neighbour_is_within_tolerance():
+    known = np.eye(4, 128)
+    [vote] = match_faces(np.full((1, 128), 5.0), known, ["a", "b", "c", "d"], 0.6, method="knn")
+    assert vote.name == UNKNOWN and vote.confidence == 0.0
+
+
+def test_confidence_is_one_half_at_the_tolerance():
+    assert confidence(0.0, 0.6) == 1.0
+    assert confidence(0.6, 0.6) == pytest.approx(0.5)
+    assert confidence(0.3, 0.6) == pytest.approx(0.75)
+    assert confidence(2.0, 0.6) == 0.0
