@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facewire import show
-from facewire.client import DEFAULT_SERVER, Client, Result, ServerUnavailable
+from facewire.client import DEFAULT_SERVER, Client, Result, ServerError, ServerUnavailable
 from facewire.images import ImageError, is_image_path, read_image
 from facewire.keys import ClientKeys, KeysError
 from facewire.report import Report
@@ -45,9 +45,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--key", type=Path, metavar="FILE", help="this client's CURVE key pair (NAME.key_secret)")
     parser.add_argument("--server-key", type=Path, metavar="FILE", help="the server's public CURVE key (server.key)")
     parser.add_argument("--ping", action="store_true", help="exit 0 if the server answers, 2 if not")
+    parser.add_argument("--enroll", metavar="NAME", help="add the one PHOTO given (exactly one face) as NAME")
+    parser.add_argument("--list", action="store_true", help="list the people in the gallery and their photo counts")
+    parser.add_argument("--remove", metavar="NAME", help="remove a person from the gallery")
+    parser.add_argument("--reload", action="store_true", help="make the server re-read known_faces/ now")
     args = parser.parse_args()
-    if not args.inputs and not args.ping:
-        parser.error("give at least one IMAGE or DIR (or --ping)")
+    gallery_ops = sum(map(bool, (args.ping, args.enroll, args.list, args.remove, args.reload)))
+    if gallery_ops > 1:
+        parser.error("--ping, --enroll, --list, --remove and --reload go one at a time")
+    if args.enroll and len(args.inputs) != 1:
+        parser.error("--enroll NAME takes exactly one PHOTO")
+    if not args.inputs and not gallery_ops:
+        parser.error("give at least one IMAGE or DIR (or --ping, --list, ...)")
     if bool(args.key) != bool(args.server_key):
         parser.error("--key and --server-key go together")
     return args
@@ -84,10 +93,33 @@ def main() -> int:
             if args.ping:
                 print(json.dumps(client.ping()))
                 return 0
+            if args.enroll or args.list or args.remove or args.reload:
+                return gallery_command(client, args)
             return recognize_all(client, args)
         except ServerUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_NO_SERVER
+
+
+def gallery_command(client: Client, args: argparse.Namespace) -> int:
+    """--enroll, --list, --remove or --reload: print the outcome."""
+    try:
+        if args.enroll:
+            reply = client.enroll(args.enroll, read_image(args.inputs[0]))
+            print(f"enrolled {reply['name']}: {reply['photos']} photo(s)")
+        elif args.remove:
+            reply = client.gallery_op("remove", name=args.remove)
+            print(f"removed {reply['name']}: {reply['removed']} photo(s)")
+        elif args.list:
+            for name, count in client.gallery_op("list")["people"].items():
+                print(f"{name}\t{count}")
+        else:
+            reply = client.gallery_op("reload")
+            print(f"reloaded: {reply['people']} people, {reply['photos']} photos")
+    except (ImageError, ServerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_IMAGE_ERRORS
+    return 0
 
 
 def load(paths: list[Path]) -> Iterator[np.ndarray | ImageError]:

@@ -19,7 +19,8 @@ from pathlib import Path
 import zmq
 
 from facewire.broker import Proxy, Watchdog, WorkerPool
-from facewire.gallery import Gallery, LoadStats, cache_path_for, load_gallery
+from facewire.gallery import LoadStats, cache_path_for
+from facewire.store import GalleryStore
 from facewire.keys import ClientKeys, KeysError, ServerKeys
 from facewire.matching import METHODS
 from facewire.process import answers_ping
@@ -98,15 +99,17 @@ def worker_command(args: argparse.Namespace, backend: str, status: str) -> list[
     return command
 
 
-def load(args: argparse.Namespace, settings: DetectorSettings) -> tuple[Gallery, LoadStats]:
+def open_store(args: argparse.Namespace, settings: DetectorSettings) -> GalleryStore:
+    """The gallery, loaded (encoding what the cache lacks) and kept in step with the disk."""
     if not args.known_faces.is_dir():
         raise SystemExit(f"gallery folder {args.known_faces} does not exist")
-    gallery, stats = load_gallery(args.known_faces, settings, args.cache)
+    store = GalleryStore(args.known_faces, settings, args.cache)
+    stats = store.stats
     log.info(
         "gallery %s: %d photos, %d encoded, %d from cache, %d skipped",
         args.known_faces, stats.photos, stats.encoded, stats.from_cache, len(stats.skipped),
     )
-    return gallery, stats
+    return store
 
 
 def stop_on_signals() -> threading.Event:
@@ -142,10 +145,10 @@ def run_single(args: argparse.Namespace, service: Service, stats: LoadStats) -> 
         socket = bind_rep(context, args.bind, service.limits, keys.secure if keys else None)
     except zmq.ZMQError as exc:
         raise SystemExit(f"cannot bind {args.bind}: {exc}") from None
+    gallery = service.store.gallery
     log.info(
         "ready on %s: %d people, %d photos, loaded in %.2f s",
-        socket.getsockopt_string(zmq.LAST_ENDPOINT), len(service.gallery.people),
-        len(service.gallery.names), stats.seconds,
+        socket.getsockopt_string(zmq.LAST_ENDPOINT), len(gallery.people), len(gallery.names), stats.seconds,
     )
     serve(service, socket, stop)
     context.term()
@@ -197,7 +200,8 @@ def run_broker(args: argparse.Namespace, settings: DetectorSettings, limits: Lim
         watchdog = Watchdog(status, args.hang_timeout)
         command = worker_command(args, backend, f"ipc://{private}/status")
         pool = WorkerPool(command, args.workers) if cache_path_for(args.known_faces, args.cache).exists() else None
-        gallery, stats = load(args, settings)
+        store = open_store(args, settings)
+        gallery, stats = store.gallery, store.stats
         pool = pool or WorkerPool(command, args.workers)
         try:
             ping_secure = keys.as_client().secure if keys else None
@@ -230,13 +234,13 @@ def main() -> None:
     if not args.worker and args.workers != 1:
         run_broker(args, settings, limits)
         return
-    gallery, stats = load(args, settings)
+    store = open_store(args, settings)
     load_models(settings)
-    service = Service(gallery, settings, args.tolerance, limits, args.match, args.k)
+    service = Service(store, settings, args.tolerance, limits, args.match, args.k)
     if args.worker:
         run_worker(args, service)
     else:
-        run_single(args, service, stats)
+        run_single(args, service, store.stats)
 
 
 if __name__ == "__main__":

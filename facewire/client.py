@@ -87,6 +87,14 @@ class Client:
     def ping(self) -> dict[str, Any]:
         return self.call(protocol.pack_request("ping"))[0]
 
+    def enroll(self, name: str, image: np.ndarray) -> dict[str, Any]:
+        """Add a photo (exactly one face) of `name` to the server's gallery."""
+        return self.call(protocol.pack_request("enroll", image, self.wire, name=name))[0]
+
+    def gallery_op(self, op: str, **options: Any) -> dict[str, Any]:
+        """list, remove (name=...) or reload: the reply body."""
+        return self.call(protocol.pack_request(op, **options))[0]
+
     def recognize(self, image: np.ndarray, annotate: bool = True, tolerance: float | None = None) -> Result:
         """Recognise faces in a BGR (or grey, or BGRA) uint8 image."""
         frames = protocol.pack_request("recognize", image, self.wire, **_options(annotate, tolerance))

@@ -27,9 +27,12 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_ID_LENGTH = 128
 DEFAULT_MAX_PIXELS = 40_000_000
 CHANNELS = (1, 3, 4)
-OPS = ("recognize", "ping")
+IMAGE_OPS = {"recognize": {"tolerance", "annotate", "encoding"}, "enroll": {"name", "encoding"}}
+"""Ops whose second frame is an image, and the options each takes."""
+PLAIN_OPS = {"ping": set(), "list": set(), "reload": set(), "remove": {"name"}}
+"""Ops of one JSON frame, and the options each takes."""
+OPS = (*IMAGE_OPS, *PLAIN_OPS)
 ENCODINGS = ("raw", "jpeg", "png")
-RECOGNIZE_OPTIONS = {"tolerance", "annotate", "encoding"}
 ARRAY_KEYS = {"dtype", "shape"}
 
 Buffer = bytes | bytearray | memoryview
@@ -95,17 +98,16 @@ def _parse_op(header: dict[str, Any], frames: Sequence[Buffer], limits: Limits,
     op = "recognize" if classic else header.pop("op", None)
     if op not in OPS:
         raise ProtocolError("unknown_op", f"unknown op {op!r}; expected one of {', '.join(OPS)}")
-    if op == "ping":
-        _expect_frames(frames, 1, "ping takes 1 frame (the JSON header)")
-        _check_no_options(header)
-        return Request("ping", {}, request_id=request_id)
-    _expect_frames(frames, 2, "recognize takes 2 frames: JSON header, then the image")
-    options = _check_options({k: v for k, v in header.items() if k not in ARRAY_KEYS})
+    if op in PLAIN_OPS:
+        _expect_frames(frames, 1, f"{op} takes 1 frame (the JSON header)")
+        return Request(op, _check_options(op, header), request_id=request_id)
+    _expect_frames(frames, 2, f"{op} takes 2 frames: JSON header, then the image")
+    options = _check_options(op, {k: v for k, v in header.items() if k not in ARRAY_KEYS})
     if options.get("encoding", "raw") == "raw":
         image = array_from_frame(header, frames[1], limits)
     else:
         image = _decode_frame(header, frames[1], options["encoding"], limits)
-    return Request("recognize", options, image, classic, request_id)
+    return Request(op, options, image, classic, request_id)
 
 
 def _valid_id(request_id: Any) -> bool:
@@ -147,15 +149,13 @@ def _expect_frames(frames: Sequence[Buffer], count: int, message: str) -> None:
         raise ProtocolError("bad_request", f"{message}; got {len(frames)} frames")
 
 
-def _check_no_options(header: dict[str, Any]) -> None:
-    if header:
-        raise ProtocolError("bad_option", f"ping takes no options, got {sorted(header)}")
-
-
-def _check_options(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(options) - RECOGNIZE_OPTIONS
+def _check_options(op: str, options: dict[str, Any]) -> dict[str, Any]:
+    allowed = IMAGE_OPS.get(op) or PLAIN_OPS[op]
+    unknown = set(options) - allowed
     if unknown:
-        raise ProtocolError("bad_option", f"unknown option(s) {sorted(unknown)}; allowed: {sorted(RECOGNIZE_OPTIONS)}")
+        raise ProtocolError("bad_option", f"unknown option(s) {sorted(unknown)} for {op}; allowed: {sorted(allowed)}")
+    if "name" in allowed and not isinstance(options.get("name"), str):
+        raise ProtocolError("bad_option", f"{op} needs a \"name\" string")
     if options.get("encoding", "raw") not in ENCODINGS:
         raise ProtocolError("bad_option", f"encoding must be one of {', '.join(ENCODINGS)}")
     tolerance = options.get("tolerance")

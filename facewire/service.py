@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__, draw, images, protocol
-from .gallery import Gallery
+from .store import EnrolError, GalleryStore
 from .matching import UNKNOWN, Match, match_faces
 from .recognize import DetectorSettings, detect_faces, encode_faces
 
@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Service:
-    """Recognition against a gallery; `gallery` may be replaced between requests."""
+    """Recognition against the live gallery of a GalleryStore, and the ops that edit it."""
 
-    gallery: Gallery
+    store: GalleryStore
     settings: DetectorSettings = DetectorSettings()
     tolerance: float = 0.6
     limits: protocol.Limits = protocol.Limits()
@@ -40,20 +40,26 @@ class Service:
             log.warning("refused request: %s: %s", exc.code, exc.message)
             return protocol.pack_error(exc.code, exc.message, exc.request_id)
         try:
-            if request.op == "ping":
-                return protocol.pack_reply(self._with_id(self.status(), request))
-            return self.recognize(request)
+            if request.op == "recognize":
+                return self.recognize(request)
+            return protocol.pack_reply(self._with_id({"op": request.op, **self.gallery_op(request)}, request))
+        except EnrolError as exc:
+            log.warning("refused %s: %s", request.op, exc)
+            return protocol.pack_error(exc.code, str(exc), request.request_id)
         except Exception:
             log.exception("request failed")
             return protocol.pack_error("internal", "the server failed on this request; see its log", request.request_id)
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "op": "ping",
-            "version": __version__,
-            "people": len(self.gallery.people),
-            "photos": len(self.gallery.names),
-        }
+    def gallery_op(self, request: protocol.Request) -> dict[str, Any]:
+        """ping, list, reload, enroll and remove: the reply body of each."""
+        if request.op == "enroll":
+            return {"name": request.options["name"], "photos": self.store.enrol(request.options["name"], request.image)}
+        if request.op == "remove":
+            return {"name": request.options["name"], "removed": self.store.remove(request.options["name"])}
+        if request.op == "list":
+            return {"people": self.store.people()}
+        gallery = self.store.reload() if request.op == "reload" else self.store.current()
+        return {"version": __version__, "people": len(gallery.people), "photos": len(gallery.names)}
 
     def recognize(self, request: protocol.Request) -> list[bytes]:
         """Detect, encode and name every face; reply with the faces and the annotated image."""
@@ -63,7 +69,8 @@ class Service:
         encodings = encode_faces(images.to_rgb(request.image), boxes) if boxes else np.empty((0, 128))
         clock.lap("encode")
         tolerance = request.options.get("tolerance", self.tolerance)
-        matches = match_faces(encodings, self.gallery.encodings, self.gallery.names, tolerance, self.match, self.k)
+        gallery = self.store.current()
+        matches = match_faces(encodings, gallery.encodings, gallery.names, tolerance, self.match, self.k)
         clock.lap("match")
         annotated = None
         if request.options.get("annotate", True):

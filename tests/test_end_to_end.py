@@ -17,7 +17,8 @@ import zmq
 
 from facewire import protocol, service as service_module
 from facewire.client import Client, ServerError
-from facewire.gallery import Gallery
+from facewire.recognize import DetectorSettings
+from facewire.store import GalleryStore
 from facewire.process import ServerProcess, free_port
 from facewire.server import bind_rep, serve
 from facewire.service import Service
@@ -217,12 +218,14 @@ def test_oversized_frames_are_capped(repo_gallery, tmp_path):
         server.stop()
 
 
-def test_a_request_that_crashes_recognition_still_gets_a_reply(monkeypatch):
+def test_a_request_that_crashes_recognition_still_gets_a_reply(monkeypatch, tmp_path):
+    empty_gallery = tmp_path / "empty"
+    empty_gallery.mkdir()
     def explode(*args, **kwargs):
         raise RuntimeError("simulated detector failure")
 
     monkeypatch.setattr(service_module, "detect_faces", explode)
-    service = Service(Gallery.empty())
+    service = Service(GalleryStore(empty_gallery, DetectorSettings()))
     address = f"tcp://127.0.0.1:{free_port()}"
     context = zmq.Context()
     socket = bind_rep(context, address, service.limits)

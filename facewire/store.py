@@ -1,0 +1,141 @@
+"""The live gallery: known_faces/ on disk, reloaded when it changes, and edited by enrol/remove.
+
+Every worker owns a GalleryStore. `current()` compares a cheap fingerprint (a few stat
+calls) with the last one and reloads from the warm cache when anything changed: a person
+enrolled through another worker, or a photo added or removed by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .gallery import Gallery, LoadStats, cache_path_for, load_gallery, scan
+from .images import ImageError
+from .recognize import DetectorSettings, find_faces
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 100
+
+
+class EnrolError(ValueError):
+    """A name or photo the gallery refuses: `code` for programs, the message for people."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def check_name(name: object) -> str:
+    """A person's name: any Unicode text, but no path tricks and no control characters."""
+    if not isinstance(name, str) or not name.strip():
+        raise EnrolError("bad_name", "name must be a non-empty string")
+    name = unicodedata.normalize("NFC", name.strip())
+    if len(name) > MAX_NAME_LENGTH:
+        raise EnrolError("bad_name", f"name is longer than {MAX_NAME_LENGTH} characters")
+    if name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise EnrolError("bad_name", "name must not contain / or \\, nor start with a dot")
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        raise EnrolError("bad_name", "name must not contain control characters")
+    return name
+
+
+@dataclass
+class GalleryStore:
+    """known_faces/ and its cache, kept in step with the disk."""
+
+    known_dir: Path
+    settings: DetectorSettings
+    cache_path: Path | None = None
+    gallery: Gallery = field(default_factory=Gallery.empty)
+    stats: LoadStats = field(default_factory=LoadStats)
+    fingerprint: tuple = ()
+
+    def __post_init__(self) -> None:
+        self.known_dir = Path(self.known_dir)
+        self.reload()
+
+    def _fingerprint(self) -> tuple:
+        paths = [cache_path_for(self.known_dir, self.cache_path), self.known_dir]
+        paths += [p for p in self.known_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        return tuple(sorted((str(p), p.stat().st_mtime_ns) for p in paths if p.exists()))
+
+    def reload(self) -> Gallery:
+        self.gallery, self.stats = load_gallery(self.known_dir, self.settings, self.cache_path)
+        self.fingerprint = self._fingerprint()
+        return self.gallery
+
+    def current(self) -> Gallery:
+        """The gallery as the disk has it now (reloaded only if something changed)."""
+        if self._fingerprint() != self.fingerprint:
+            log.info("gallery changed on disk; reloading")
+            self.reload()
+        return self.gallery
+
+    def people(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name in self.current().names:
+            counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def enrol(self, name: str, image: np.ndarray) -> int:
+        """Store a photo with exactly one face under known_faces/NAME/; returns that person's photo count."""
+        name = check_name(name)
+        faces = find_faces(image, self.settings)
+        if len(faces) != 1:
+            raise EnrolError("bad_photo", f"the photo must show exactly one face; it shows {len(faces)}")
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            raise ImageError("could not encode the photo")
+        folder = self.known_dir / name
+        if any(p.name == name and p.path.parent == self.known_dir for p in scan(self.known_dir)):
+            raise EnrolError("bad_name", f"{name} is a single-file entry (NAME.jpg): move it into a {name}/ folder first")
+        folder.mkdir(exist_ok=True)
+        _write_atomically(folder / f"{_digest(data)}.jpg", data.tobytes())
+        self.reload()
+        log.info("enrolled a photo of %s", name)
+        return self.people().get(name, 0)
+
+    def remove(self, name: str) -> int:
+        """Remove a person (folder and single-file entries); returns how many photos went."""
+        name = check_name(name)
+        photos = [p for p in scan(self.known_dir) if p.name == name]
+        if not photos:
+            raise EnrolError("not_found", f"no person called {name}")
+        folder = self.known_dir / name
+        if folder.is_dir():
+            trash = Path(tempfile.mkdtemp(dir=self.known_dir, prefix=".removing-"))
+            os.replace(folder, trash / "person")  # disappears at once, then is deleted
+            shutil.rmtree(trash)
+        for photo in photos:
+            photo.path.unlink(missing_ok=True)
+        self.reload()
+        log.info("removed %s (%d photos)", name, len(photos))
+        return len(photos)
+
+
+def _digest(data: np.ndarray) -> str:
+    return hashlib.sha256(data.tobytes()).hexdigest()[:16]
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
