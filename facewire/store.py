@@ -1,8 +1,10 @@
 """The live gallery: known_faces/ on disk, reloaded when it changes, and edited by enrol/remove.
 
-Every worker owns a GalleryStore. `current()` compares a cheap fingerprint (a few stat
-calls) with the last one and reloads from the warm cache when anything changed: a person
-enrolled through another worker, or a photo added or removed by hand.
+Every worker owns a GalleryStore. `current()` compares fingerprints with the last ones
+and reloads from the warm cache when anything changed. The cache file and the gallery
+folder (2 stat calls) are checked on every request: that catches an enrolment by another
+worker, and people added or removed. The person folders (photos added by hand) are
+checked at most once a second, so a big gallery adds no per-request cost.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ from .recognize import DetectorSettings, find_faces
 log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 100
+FOLDER_CHECK_SECONDS = 1.0
 
 
 class EnrolError(ValueError):
@@ -59,25 +63,35 @@ class GalleryStore:
     cache_path: Path | None = None
     gallery: Gallery = field(default_factory=Gallery.empty)
     stats: LoadStats = field(default_factory=LoadStats)
-    fingerprint: tuple = ()
+    quick: tuple = ()
+    folders: tuple = ()
+    folders_checked: float = 0.0
 
     def __post_init__(self) -> None:
         self.known_dir = Path(self.known_dir)
         self.reload()
 
-    def _fingerprint(self) -> tuple:
-        paths = [cache_path_for(self.known_dir, self.cache_path), self.known_dir]
-        paths += [p for p in self.known_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        return tuple(sorted((str(p), p.stat().st_mtime_ns) for p in paths if p.exists()))
+    def _quick_fingerprint(self) -> tuple:
+        paths = (cache_path_for(self.known_dir, self.cache_path), self.known_dir)
+        return tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in paths)
+
+    def _folder_fingerprint(self) -> tuple:
+        folders = [p for p in self.known_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folders))
 
     def reload(self) -> Gallery:
         self.gallery, self.stats = load_gallery(self.known_dir, self.settings, self.cache_path)
-        self.fingerprint = self._fingerprint()
+        self.quick, self.folders = self._quick_fingerprint(), self._folder_fingerprint()
+        self.folders_checked = time.monotonic()
         return self.gallery
 
     def current(self) -> Gallery:
         """The gallery as the disk has it now (reloaded only if something changed)."""
-        if self._fingerprint() != self.fingerprint:
+        changed = self._quick_fingerprint() != self.quick
+        if not changed and time.monotonic() - self.folders_checked >= FOLDER_CHECK_SECONDS:
+            self.folders_checked = time.monotonic()
+            changed = self._folder_fingerprint() != self.folders
+        if changed:
             log.info("gallery changed on disk; reloading")
             self.reload()
         return self.gallery

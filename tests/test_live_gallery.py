@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import cv2
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from facewire import images
 from facewire.client import Client, ServerError
 from facewire.process import ServerProcess
-from facewire.store import check_name, EnrolError
+from facewire.store import FOLDER_CHECK_SECONDS, EnrolError, check_name
 
 from .conftest import REPO_KNOWN, REPO_PROBES, run_client
 
@@ -57,6 +58,12 @@ def test_edits_on_disk_are_picked_up_without_a_restart(live, tmp_path):
     server, known = live
     (known / "eileen").mkdir()
     shutil.copy(collins_photo(tmp_path), known / "eileen" / "one.png")
+    assert names_in_group(server.address) == [["eileen", "grace_hopper"]] * 4
+    (known / "eileen" / "one.png").unlink()  # inside a person's folder: seen within a second
+    time.sleep(FOLDER_CHECK_SECONDS + 0.2)
+    assert names_in_group(server.address) == [["Unknown", "grace_hopper"]] * 4
+    cv2.imwrite(str(known / "eileen" / "two.png"), images.read_image(collins_photo(tmp_path)))
+    time.sleep(FOLDER_CHECK_SECONDS + 0.2)
     assert names_in_group(server.address) == [["eileen", "grace_hopper"]] * 4
     shutil.rmtree(known / "eileen")
     assert run_client("--server", server.address, "--reload").returncode == 0
