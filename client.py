@@ -7,9 +7,11 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -18,6 +20,7 @@ from facewire.client import DEFAULT_SERVER, Client, Result, ServerError, ServerU
 from facewire.images import ImageError, is_image_path, read_image
 from facewire.keys import ClientKeys, KeysError
 from facewire.report import Report
+from facewire.video import FrameSource, Meter, overlay_fps, stream
 from facewire.protocol import ENCODINGS
 
 DEFAULT_SAVE_DIR = Path("facewire-output")
@@ -44,6 +47,10 @@ def parse_args() -> argparse.Namespace:
                         help="send images raw (fastest on a LAN) or as jpeg/png (for slow links)")
     parser.add_argument("--key", type=Path, metavar="FILE", help="this client's CURVE key pair (NAME.key_secret)")
     parser.add_argument("--server-key", type=Path, metavar="FILE", help="the server's public CURVE key (server.key)")
+    parser.add_argument("--video", type=Path, metavar="FILE", help="recognise a video file, shown live")
+    parser.add_argument("--camera", type=int, metavar="N", help="recognise camera N (0: the first), shown live")
+    parser.add_argument("--output", type=Path, metavar="FILE.mp4",
+                        help="write the annotated video (with --no-show, every frame of a file is processed)")
     parser.add_argument("--ping", action="store_true", help="exit 0 if the server answers, 2 if not")
     parser.add_argument("--enroll", metavar="NAME", help="add the one PHOTO given (exactly one face) as NAME")
     parser.add_argument("--list", action="store_true", help="list the people in the gallery and their photo counts")
@@ -55,8 +62,9 @@ def parse_args() -> argparse.Namespace:
         parser.error("--ping, --enroll, --list, --remove and --reload go one at a time")
     if args.enroll and len(args.inputs) != 1:
         parser.error("--enroll NAME takes exactly one PHOTO")
-    if not args.inputs and not gallery_ops:
-        parser.error("give at least one IMAGE or DIR (or --ping, --list, ...)")
+    streaming = args.video is not None or args.camera is not None
+    if not args.inputs and not gallery_ops and not streaming:
+        parser.error("give at least one IMAGE or DIR (or --video, --camera, --ping, --list, ...)")
     if bool(args.key) != bool(args.server_key):
         parser.error("--key and --server-key go together")
     return args
@@ -95,10 +103,51 @@ def main() -> int:
                 return 0
             if args.enroll or args.list or args.remove or args.reload:
                 return gallery_command(client, args)
+            if args.video is not None or args.camera is not None:
+                return run_video(client, args)
             return recognize_all(client, args)
         except ServerUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_NO_SERVER
+
+
+def run_video(client: Client, args: argparse.Namespace) -> int:
+    """Stream a file or camera through the server; show it live, write it, or print faces per frame."""
+    capture = cv2.VideoCapture(str(args.video) if args.video is not None else args.camera)
+    if not capture.isOpened():
+        print(f"error: cannot open {args.video if args.video is not None else f'camera {args.camera}'}", file=sys.stderr)
+        return EXIT_IMAGE_ERRORS
+    window = not args.no_show and show.display_available()
+    if not window and not args.no_show:
+        print("no display found: add --output FILE.mp4 to keep the annotated video", file=sys.stderr)
+    every_frame = args.video is not None and not window and args.output is not None
+    source = FrameSource(capture, realtime=not every_frame)
+    meter, writer, frames, names = Meter(), None, 0, set()
+    started = time.monotonic()
+    try:
+        for result in stream(client, source, args.in_flight, annotate=window or args.output is not None):
+            frames += 1
+            names.update(result.names)
+            fps = meter.tick()
+            if args.json:
+                print(json.dumps({"frame": frames - 1, "faces": result.faces}, ensure_ascii=False), flush=True)
+            if result.image is None:
+                continue
+            image = overlay_fps(result.image.copy(), fps)
+            if args.output is not None:
+                writer = writer or cv2.VideoWriter(str(args.output), cv2.VideoWriter_fourcc(*"mp4v"), source.fps,
+                                                   (image.shape[1], image.shape[0]))
+                writer.write(image)
+            if window and not show.show_frame(image, "facewire video"):
+                break
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    seconds = time.monotonic() - started
+    print(f"video: {frames} frames answered, {source.skipped} skipped to keep pace, "
+          f"{frames / max(seconds, 1e-6):.1f} fps; names seen: {', '.join(sorted(names)) or 'none'}", file=sys.stderr)
+    return 0
 
 
 def gallery_command(client: Client, args: argparse.Namespace) -> int:

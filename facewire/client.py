@@ -131,7 +131,7 @@ class Client:
                         return
                     continue
                 index, reply = pipeline.receive()
-                outcomes[index] = _outcome(reply)
+                outcomes[index] = reply_outcome(reply)
         finally:
             pipeline.close()
 
@@ -162,7 +162,8 @@ def _result(body: dict[str, Any], image: np.ndarray | None) -> Result:
     return Result(body["faces"], body.get("timings_ms", {}), image)
 
 
-def _outcome(frames: list[bytes]) -> Result | Exception:
+def reply_outcome(frames: list[bytes]) -> Result | Exception:
+    """A reply as a Result, or as the ServerError (or ProtocolError) it carries."""
     try:
         return _result(*_checked(frames))
     except (ServerError, protocol.ProtocolError) as exc:

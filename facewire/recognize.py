@@ -145,3 +145,11 @@ def find_faces(image: np.ndarray, settings: DetectorSettings) -> list[Face]:
 def box_area(box: Box) -> int:
     top, right, bottom, left = box
     return max(0, bottom - top) * max(0, right - left)
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (0 when they do not overlap)."""
+    inner = (max(a[0], b[0]), min(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+    overlap = box_area(inner) if inner[0] < inner[2] and inner[3] < inner[1] else 0
+    union = box_area(a) + box_area(b) - overlap
+    return overlap / union if union else 0.0

@@ -15,10 +15,12 @@ import numpy as np
 
 from . import __version__, draw, images, protocol
 from .store import EnrolError, GalleryStore
-from .matching import UNKNOWN, Match, match_faces
-from .recognize import DetectorSettings, detect_faces, encode_faces
+from .matching import UNKNOWN, Match, confidence, match_faces
+from .recognize import Box, DetectorSettings, detect_faces, encode_faces, iou
 
 log = logging.getLogger(__name__)
+
+TRACK_IOU = 0.5
 
 
 @dataclass
@@ -66,11 +68,14 @@ class Service:
         clock = _Clock()
         boxes = detect_faces(request.image, self.settings)
         clock.lap("detect")
-        encodings = encode_faces(images.to_rgb(request.image), boxes) if boxes else np.empty((0, 128))
-        clock.lap("encode")
         tolerance = request.options.get("tolerance", self.tolerance)
+        known = tracked_matches(boxes, request.options.get("track", []), tolerance)
+        fresh = [box for box, match in zip(boxes, known) if match is None]
+        encodings = encode_faces(images.to_rgb(request.image), fresh) if fresh else np.empty((0, 128))
+        clock.lap("encode")
         gallery = self.store.current()
-        matches = match_faces(encodings, gallery.encodings, gallery.names, tolerance, self.match, self.k)
+        new = iter(match_faces(encodings, gallery.encodings, gallery.names, tolerance, self.match, self.k))
+        matches = [match if match is not None else next(new) for match in known]
         clock.lap("match")
         annotated = None
         if request.options.get("annotate", True):
@@ -83,8 +88,9 @@ class Service:
         if request.classic:
             return protocol.pack_classic(annotated)
         faces = [
-            {"name": m.name, "distance": _rounded(m.distance), "confidence": round(m.confidence, 3), "box": list(box)}
-            for box, m in zip(boxes, matches)
+            {"name": m.name, "distance": _rounded(m.distance), "confidence": round(m.confidence, 3), "box": list(box),
+             "tracked": t is not None}
+            for box, m, t in zip(boxes, matches, known)
         ]
         body = {"op": "recognize", "faces": faces, "timings_ms": clock.laps}
         return protocol.pack_reply(self._with_id(body, request), annotated, request.encoding)
@@ -92,6 +98,22 @@ class Service:
     @staticmethod
     def _with_id(body: dict[str, Any], request: protocol.Request) -> dict[str, Any]:
         return body if request.request_id is None else {**body, "id": request.request_id}
+
+
+def tracked_matches(boxes: list[Box], track: list[dict[str, Any]], tolerance: float) -> list[Match | None]:
+    """For each box, the identity of the previous frame's face it overlaps (IoU >= 0.5), if any.
+
+    A tracked face keeps its name without being encoded again: the saving that keeps video real-time.
+    """
+    found: list[Match | None] = []
+    for box in boxes:
+        best = max(track, key=lambda face: iou(box, tuple(face["box"])), default=None)
+        if best is None or iou(box, tuple(best["box"])) < TRACK_IOU:
+            found.append(None)
+            continue
+        distance = float("nan") if best.get("distance") is None else float(best["distance"])
+        found.append(Match(best["name"], distance, confidence(distance, tolerance)))
+    return found
 
 
 def _label(box: tuple[int, int, int, int], match: Match) -> draw.Label:

@@ -34,6 +34,13 @@ def show(image: np.ndarray, title: str) -> bool:
     return key not in QUIT_KEYS
 
 
+def show_frame(image: np.ndarray, title: str) -> bool:
+    """One frame of a live stream, without waiting; False once the user pressed q or Esc."""
+    _use_system_fonts()
+    cv2.imshow(title, image)
+    return (cv2.waitKey(1) & 0xFF) not in QUIT_KEYS
+
+
 def _use_system_fonts() -> None:
     """opencv-python points Qt at a font folder it does not ship; Qt then warns at every window."""
     if not Path(os.environ.get("QT_QPA_FONTDIR", "")).is_dir() and SYSTEM_FONTS.is_dir():

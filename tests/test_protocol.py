@@ -74,6 +74,11 @@ def test_ping_needs_one_frame():
         ([header(op="recognize", dtype="uint8", shape=[1, 1, 3], tolerance=-1), b"abc"], "bad_option"),
         ([header(op="recognize", dtype="uint8", shape=[1, 1, 3], annotate="yes"), b"abc"], "bad_option"),
         ([header(op="recognize", dtype="uint8", shape=[1, 1, 3], colour="red"), b"abc"], "bad_option"),
+        ([header(op="recognize", dtype="uint8", shape=[1, 1, 3], track=[{"box": [1, 2], "name": "x"}]), b"abc"],
+         "bad_option"),
+        ([header(op="recognize", dtype="uint8", shape=[1, 1, 3], track="all"), b"abc"], "bad_option"),
+        ([header(op="enroll", dtype="uint8", shape=[1, 1, 3]), b"abc"], "bad_option"),
+        ([header(op="remove")], "bad_option"),
     ],
 )
 def test_malformed_requests_are_refused_with_a_code(frames, code):

@@ -57,3 +57,26 @@ def test_client_shows_the_labelled_image_and_q_quits(repo_server, display, tmp_p
     assert out.strip().endswith("grace_hopper.jpg: grace_hopper")  # q stopped before the second image
     assert not (tmp_path / "facewire-output").exists()  # shown, not saved
     assert "QFontDatabase" not in err
+
+
+def test_video_plays_live_in_a_window_and_q_stops_it(shared_faces, display, tmp_path):
+    from facewire.process import ServerProcess
+
+    env = {**os.environ, "DISPLAY": display}
+    with ServerProcess(shared_faces / "video", tmp_path / "server.log", "--cache", str(tmp_path / "c.npz")) as server:
+        client = subprocess.Popen(
+            [sys.executable, str(ROOT / "client.py"), "--server", server.address, "--video",
+             str(shared_faces / "video" / "short_hamilton_clip.mp4")],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            window = find_window("facewire video", env)
+            time.sleep(1.0)
+            subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True)
+            subprocess.run(["xdotool", "key", "q"], env=env, check=True)
+            _, err = client.communicate(timeout=30)
+        finally:
+            client.kill()
+    assert client.returncode == 0, err
+    answered = int(err.split("video: ")[1].split(" frames")[0])
+    assert 0 < answered < 275  # stopped early by q
