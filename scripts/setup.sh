@@ -27,6 +27,12 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${missing[*]}" >&2
     apt_install "${missing[@]}"
 fi
+# Fonts for names on the pictures: DejaVu, and a CJK fallback. Without them, Pillow's own.
+fonts=()
+for pkg in fonts-dejavu-core fonts-droid-fallback; do dpkg -s "$pkg" >/dev/null 2>&1 || fonts+=("$pkg"); done
+if [ ${#fonts[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+    apt_install "${fonts[@]}" || echo "setup: without ${fonts[*]}, some names may not draw legibly" >&2
+fi
 # The tests open a real window on a virtual display when Xvfb and xdotool are there.
 if [ "${1:-}" = "--dev" ] && ! { command -v Xvfb && command -v xdotool; } >/dev/null && command -v apt-get >/dev/null; then
     echo "setup: installing xvfb and xdotool for the window test" >&2
