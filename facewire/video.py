@@ -23,7 +23,8 @@ KEYFRAME = 15
 
 
 class FrameSource:
-    """Frames from a cv2.VideoCapture; with `realtime`, skips ahead to keep pace with the clock."""
+    """Frames from a cv2.VideoCapture; with `realtime`, paced by the clock at the source's own rate:
+    a frame is not read before it is due, and frames already past due are skipped."""
 
     def __init__(self, capture: cv2.VideoCapture, realtime: bool):
         self.capture, self.realtime = capture, realtime
@@ -34,6 +35,9 @@ class FrameSource:
 
     def next(self) -> np.ndarray | None:
         if self.realtime:
+            wait = self.started + self.position / self.fps - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)  # ahead of the video: play it at its own speed
             due = int((time.monotonic() - self.started) * self.fps)
             while self.position < due and self.capture.grab():  # stale: drop without decoding
                 self.position += 1
