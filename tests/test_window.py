@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from facewire.process import ServerProcess
+
 from .conftest import REPO_PROBES, ROOT
 
 pytestmark = pytest.mark.skipif(
@@ -37,19 +39,26 @@ def find_window(title: str, env: dict[str, str], seconds: float = 30) -> str:
     raise AssertionError(f"no window titled {title!r} appeared")
 
 
+def start_client(args: list, cwd, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "client.py"), *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def press_q(window: str, env: dict[str, str]) -> None:
+    """Focus the window and press q, as a person would."""
+    subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True)
+    subprocess.run(["xdotool", "key", "q"], env=env, check=True)
+
+
 def test_client_shows_the_labelled_image_and_q_quits(repo_server, display, tmp_path):
     env = {**os.environ, "DISPLAY": display}
-    client = subprocess.Popen(
-        [sys.executable, str(ROOT / "client.py"), "--server", repo_server.address,
-         str(REPO_PROBES / "grace_hopper.jpg"), str(REPO_PROBES / "no_face.jpg")],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    client = start_client(["--server", repo_server.address, REPO_PROBES / "grace_hopper.jpg",
+                           REPO_PROBES / "no_face.jpg"], tmp_path, env)
     try:
         window = find_window("facewire: grace_hopper.jpg", env)
         time.sleep(0.5)
         assert client.poll() is None  # waiting for a key, as a viewer should
-        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True)
-        subprocess.run(["xdotool", "key", "q"], env=env, check=True)
+        press_q(window, env)
         out, err = client.communicate(timeout=20)
     finally:
         client.kill()
@@ -60,20 +69,14 @@ def test_client_shows_the_labelled_image_and_q_quits(repo_server, display, tmp_p
 
 
 def test_video_plays_live_in_a_window_and_q_stops_it(shared_faces, display, tmp_path):
-    from facewire.process import ServerProcess
-
     env = {**os.environ, "DISPLAY": display}
     with ServerProcess(shared_faces / "video", tmp_path / "server.log", "--cache", str(tmp_path / "c.npz")) as server:
-        client = subprocess.Popen(
-            [sys.executable, str(ROOT / "client.py"), "--server", server.address, "--video",
-             str(shared_faces / "video" / "short_hamilton_clip.mp4")],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        client = start_client(["--server", server.address, "--video",
+                               shared_faces / "video" / "short_hamilton_clip.mp4"], tmp_path, env)
         try:
             window = find_window("facewire video", env)
             time.sleep(1.0)
-            subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True)
-            subprocess.run(["xdotool", "key", "q"], env=env, check=True)
+            press_q(window, env)
             _, err = client.communicate(timeout=30)
         finally:
             client.kill()
