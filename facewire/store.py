@@ -71,17 +71,23 @@ class GalleryStore:
         self.known_dir = Path(self.known_dir)
         self.reload()
 
+    def _cache_stamp(self) -> int:
+        cache = cache_path_for(self.known_dir, self.cache_path)
+        return cache.stat().st_mtime_ns if cache.exists() else 0
+
     def _quick_fingerprint(self) -> tuple:
-        paths = (cache_path_for(self.known_dir, self.cache_path), self.known_dir)
-        return tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in paths)
+        return (self._cache_stamp(), self.known_dir.stat().st_mtime_ns)
 
     def _folder_fingerprint(self) -> tuple:
         folders = [p for p in self.known_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
         return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folders))
 
     def reload(self) -> Gallery:
+        """Load the gallery. The folders are stamped *before* loading, so a change made during
+        the load is seen at the next check; the cache after, so our own cache write is not."""
+        folder_stamp, folders = self.known_dir.stat().st_mtime_ns, self._folder_fingerprint()
         self.gallery, self.stats = load_gallery(self.known_dir, self.settings, self.cache_path)
-        self.quick, self.folders = self._quick_fingerprint(), self._folder_fingerprint()
+        self.quick, self.folders = (self._cache_stamp(), folder_stamp), folders
         self.folders_checked = time.monotonic()
         return self.gallery
 
