@@ -54,6 +54,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hang-timeout", type=float, default=60.0, metavar="S",
                         help="kill and replace a local worker busy on one request for longer (default: %(default)s)")
     parser.add_argument("--status", metavar="ADDR", help=argparse.SUPPRESS)  # a local worker reports here
+    parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # ...and stops when this pid is gone
     parser.add_argument("--tolerance", type=float, default=0.6,
                         help="largest face distance still given a name; lower is stricter (default: %(default)s)")
     parser.add_argument("--match", choices=METHODS, default="nearest",
@@ -84,6 +85,7 @@ def parse_args() -> argparse.Namespace:
 def worker_command(args: argparse.Namespace, backend: str, status: str) -> list[str]:
     """The command line of a local worker: this script, same settings, connected to `backend`."""
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--connect", backend, "--status", status,
+               "--parent", str(os.getpid()),
                "--known-faces", str(args.known_faces), "--tolerance", str(args.tolerance),
                "--model", args.model, "--min-face", str(args.min_face), "--match", args.match,
                "--min-face-fraction", str(args.min_face_fraction),
@@ -154,6 +156,25 @@ def run_single(args: argparse.Namespace, service: Service, stats: LoadStats) -> 
     context.term()
 
 
+def exit_with_parent(stop: threading.Event, parent: int | None) -> None:
+    """Set `stop` once the broker that started this worker is gone (say, killed with -9).
+
+    The broker passes its pid: a worker re-parented before it got this far still notices.
+    """
+    parent = parent or os.getppid()
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                log.warning("the server that started this worker is gone; stopping")
+                stop.set()
+                return
+            if stop.wait(1.0):
+                return
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def run_worker(args: argparse.Namespace, service: Service) -> None:
     """One worker: a REP socket connected to a server's worker address."""
     stop = stop_on_signals()
@@ -164,7 +185,8 @@ def run_worker(args: argparse.Namespace, service: Service) -> None:
         raise SystemExit(str(exc)) from None
     socket = connect_rep(context, args.connect, service.limits, keys.secure if keys else None)
     status = None
-    if args.status:
+    if args.status:  # a local worker: it reports to its broker, and goes when the broker goes
+        exit_with_parent(stop, args.parent)
         status = context.socket(zmq.PUSH)
         status.setsockopt(zmq.LINGER, 0)
         status.setsockopt(zmq.SNDHWM, 10)

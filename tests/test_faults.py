@@ -85,3 +85,18 @@ def test_clients_carry_on_across_a_server_restart(repo_gallery, tmp_path):
         second.stop()
     assert not errors, errors
     assert [sorted(r.names) for r in results] == [sorted(EXPECTED[name]) for name in plan]
+
+
+def test_workers_stop_when_their_broker_is_killed(repo_gallery, tmp_path):
+    server = ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "2")
+    workers = children(server.process.pid)
+    assert len(workers) == 2
+    server.process.kill()
+    server.process.wait()
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
+              for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")
+             and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
+    assert alive == [], "orphaned workers outlived their broker"
