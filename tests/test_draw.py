@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from facewire import draw
+from facewire.recognize import DetectorSettings, detect_faces
+
+from .conftest import REPO_PROBES, SHARED_FACES
 
 
 def caption(text: str, wide: bool | None = None) -> np.ndarray:
@@ -41,3 +47,162 @@ def test_mixed_scripts_draw_each_run_in_a_font_that_has_it():
     pieces = draw.runs("王小明 0.31", 20)
     assert [p for p, _ in pieces] == ["王小明", " 0.31"]
     assert pieces[0][1].path == draw.WIDE_FONT_FILES[0] and "DejaVu" in pieces[1][1].path
+
+
+# Caption layout: no caption covers another or leaves the image, however crowded the picture.
+
+NAMES = ("alexander_lacamoire 0.41", "kit_harington 0.33", "Unknown", "rose_leslie 0.42", "grace_hopper 0.29",
+         "maria_de_los_angeles_garcia 0.55", "eileen_collins 0.47", "Unknown", "barack_obama 0.38")
+FACE_SIDES = (14, 18, 22, 26, 30, 34)
+"""Sizes of the faces in the mosaic; dlib finds boxes of 27-39 px (and misses some of the smallest)."""
+
+
+def labels_for(boxes: list[tuple[int, int, int, int]]) -> list[draw.Label]:
+    return [draw.Label(box, name, name != "Unknown") for box, name in zip(boxes, NAMES * len(boxes))]
+
+
+def overlap(a: draw.Caption, b: draw.Caption) -> bool:
+    return a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h
+
+
+def assert_apart_and_inside(captions: list[draw.Caption | None], height: int, width: int) -> None:
+    placed = [c for c in captions if c]
+    for i, a in enumerate(placed):
+        assert 0 <= a.x and 0 <= a.y and a.x + a.w <= width and a.y + a.h <= height, a
+        assert a.w > 0 and a.h > 0, a
+        for b in placed[i + 1:]:
+            assert not overlap(a, b), (a, b)
+
+
+def face_crops(paths: list[Path]) -> list[np.ndarray]:
+    """Every face the detector finds in the photos, cropped with half a face of margin all round."""
+    crops = []
+    for path in paths:
+        image = cv2.imread(str(path))
+        for top, right, bottom, left in detect_faces(image, DetectorSettings()):
+            margin = (bottom - top) // 2
+            crops.append(image[max(0, top - margin):bottom + margin, max(0, left - margin):right + margin])
+    return crops
+
+
+def mosaic(crops: list[np.ndarray], rows: int = 5, cols: int = 7, tile: int = 72) -> np.ndarray:
+    """A crowded group picture: the crops, scaled to small faces, one per tile (mirrored on reuse)."""
+    canvas = np.full((rows * tile, cols * tile, 3), 90, np.uint8)
+    for i in range(rows * cols):
+        side = 2 * FACE_SIDES[i % len(FACE_SIDES)]
+        face = cv2.resize(crops[i % len(crops)], (side, side), interpolation=cv2.INTER_AREA)
+        face = face[:, ::-1] if (i // len(crops)) % 2 else face
+        y, x = (i // cols) * tile + (tile - side) // 2, (i % cols) * tile + (tile - side) // 2
+        canvas[y:y + side, x:x + side] = face
+    return canvas
+
+
+@pytest.fixture(scope="module", params=["repo", "shared"])
+def group_photo(request) -> np.ndarray:
+    paths = sorted(REPO_PROBES.glob("*.jpg"))
+    if request.param == "shared":
+        if not SHARED_FACES.is_dir():
+            pytest.skip(f"shared photos not found at {SHARED_FACES}")
+        paths = sorted((SHARED_FACES / "test").glob("*.jpg")) + paths
+    return mosaic(face_crops(paths))
+
+
+def test_captions_in_a_crowded_group_never_overlap_and_are_drawn_where_laid_out(group_photo):
+    boxes = detect_faces(group_photo, DetectorSettings(min_face=15))
+    assert len(boxes) >= 12 and all(bottom - top <= 40 for top, _, bottom, _ in boxes)
+    labels = labels_for(boxes)
+    height, width = group_photo.shape[:2]
+    captions = draw.layout_captions(labels, height, width)
+    assert None not in captions  # there is room for every name in this picture
+    assert_apart_and_inside(captions, height, width)
+    drawn = draw.annotate(group_photo.copy(), labels)
+    for label, c in zip(labels, captions):
+        fill = draw.KNOWN_BGR if label.known else draw.UNKNOWN_BGR
+        strip = drawn[c.y:c.y + c.h, c.x:c.x + c.w]
+        assert (strip[0] == fill).all() and (strip[:, 0] == fill).all(), (label, c)  # the strip's padding
+        assert (strip.min(axis=2) >= 200).any(), (label, c)  # and white text
+
+
+def test_kit_and_rose_captions_do_not_cover_each_other(shared_faces):
+    image = cv2.imread(str(shared_faces / "test" / "kit_with_rose.jpg"))
+    boxes = detect_faces(image, DetectorSettings())
+    assert len(boxes) == 2
+    names = ["kit_harington 0.33", "rose_leslie 0.42"]
+    labels = [draw.Label(box, name, True) for box, name in zip(boxes, names)]
+    first, second = draw.layout_captions(labels, *image.shape[:2])
+    assert first and second and not overlap(first, second)
+    assert_apart_and_inside([first, second], *image.shape[:2])
+
+
+def test_a_caption_goes_below_its_box_else_above_it():
+    below, = draw.layout_captions([draw.Label((20, 120, 100, 20), "Ann 0.31", True)], 200, 300)
+    assert (below.x, below.y) == (20, 100)
+    above, = draw.layout_captions([draw.Label((120, 120, 195, 20), "Ann 0.31", True)], 200, 300)
+    assert (above.x, above.y + above.h) == (20, 120)
+
+
+def test_a_caption_with_no_room_below_or_above_moves_aside_next_to_its_box():
+    labels = [draw.Label((5, 60, 45, 20), "alexander_lacamoire 0.41", True),  # its caption runs under both
+              draw.Label((5, 120, 45, 80), "Unknown", False)]  # and no room above: top of the image
+    first, second = draw.layout_captions(labels, 200, 300)
+    assert (first.x, first.y) == (20, 45)
+    assert not overlap(first, second)
+    assert second.x == 120 and second.y < 45  # right beside its box, off the first face
+
+
+def test_a_caption_avoids_covering_another_face():
+    labels = [draw.Label((25, 60, 60, 20), "Ann 0.31", True), draw.Label((65, 60, 100, 20), "Bob 0.40", True)]
+    first, second = draw.layout_captions(labels, 200, 300)
+    assert first.y + first.h == 25  # above: below it would cover Bob's face
+    assert (second.x, second.y) == (20, 100)
+
+
+def test_with_no_room_left_a_caption_is_skipped_and_the_box_still_drawn():
+    labels = [draw.Label((2, 17, 17, 2), "alexander_lacamoire 0.41", True),
+              draw.Label((3, 195, 16, 180), "rose_leslie 0.42", False)]
+    first, second = draw.layout_captions(labels, 20, 200)  # room for one line of one name only
+    assert first and second is None
+    image = draw.annotate(np.zeros((20, 200, 3), np.uint8), labels)
+    assert (image[3, 180:196] == draw.UNKNOWN_BGR).all()  # the top edge of the second box
+
+
+def test_small_faces_get_a_smaller_font_than_large_ones():
+    labels = [draw.Label((10, 30, 30, 10), "Ann 0.31", True),
+              draw.Label((300, 600, 600, 300), "Bob 0.40", True)]
+    small, large = draw.layout_captions(labels, 2000, 2000)
+    assert small.size == draw.MIN_FONT < large.size
+    assert small.h < large.h
+    assert [draw.font_sizes(face, 1000, 1000)[0] for face in (20, 60, 140)] == [10, 20, 45]
+    assert draw.font_sizes(600, 2000, 2000)[0] == draw.MAX_FONT
+    assert draw.font_sizes(200, 110, 220)[0] == 11  # no larger than the image allowed before
+
+
+@st.composite
+def pictures(draw_from) -> tuple[int, int, list[draw.Label]]:
+    """An image size and labels with random boxes (often on an edge) and random names."""
+    height, width = draw_from(st.integers(10, 400)), draw_from(st.integers(10, 400))
+    rows, cols = st.integers(0, height - 1), st.integers(0, width - 1)
+    labels = []
+    for _ in range(draw_from(st.integers(0, 25))):
+        top, bottom = sorted((draw_from(rows), draw_from(rows)))
+        left, right = sorted((draw_from(cols), draw_from(cols)))
+        text, known = draw_from(st.text(max_size=30)), draw_from(st.booleans())
+        labels.append(draw.Label((top, right, bottom, left), text, known))
+    return height, width, labels
+
+
+@settings(max_examples=100, deadline=None)
+@given(pictures())
+@example((20, 20, [draw.Label((0, 19, 19, 0), "alexander_lacamoire 0.41", True),
+                   draw.Label((5, 10, 10, 5), "Unknown", False)]))
+@example((400, 30, [draw.Label((0, 29, 10, 0), "王小明 0.31", True)] * 12))
+@example((60, 80, [draw.Label(box, "rose_leslie 0.42", True)  # the whole picture, then each corner
+                   for box in [(0, 79, 59, 0), (0, 20, 20, 0), (0, 79, 20, 59), (39, 20, 59, 0),
+                               (39, 79, 59, 59)]]))
+def test_captions_never_overlap_nor_leave_the_image(picture):
+    height, width, labels = picture
+    captions = draw.layout_captions(labels, height, width)
+    assert len(captions) == len(labels)
+    assert_apart_and_inside(captions, height, width)
+    assert not labels or captions[0]  # the first caption always finds a place
+    draw.annotate(np.zeros((height, width, 3), np.uint8), labels)
