@@ -63,7 +63,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", choices=("hog", "cnn"), default="hog", help="face detector (default: %(default)s)")
     parser.add_argument("--upsample", type=int, default=None, metavar="N",
                         help="run dlib's N-fold upsampling on the full image instead of automatic scaling")
-    parser.add_argument("--min-face", type=int, default=30, metavar="PX",
+    parser.add_argument("--min-face", type=int, default=DetectorSettings.min_face, metavar="PX",
                         help="automatic scaling finds faces down to this size (default: %(default)s)")
     parser.add_argument("--min-face-fraction", type=float, default=1 / 16, metavar="F",
                         help="...but in large images, not below this fraction of the short side (default: 1/16)")

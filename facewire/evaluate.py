@@ -13,8 +13,9 @@ import argparse
 import json
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -37,6 +38,9 @@ class Score:
     def accuracy(self) -> float:
         return self.correct / self.expected if self.expected else 1.0
 
+    def __add__(self, other: Score) -> Score:
+        return Score(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
 
 def load_labels(path: Path) -> dict[str, list[str]]:
     """File name -> expected names; keys starting with "_" are comments."""
@@ -54,18 +58,22 @@ def _encodings(path: Path, settings: DetectorSettings) -> np.ndarray:
     return np.array([face.encoding for face in faces]) if faces else np.empty((0, 128))
 
 
+def judge(found: Iterable[str], expected: Iterable[str]) -> Score:
+    """One photo: the names found (UNKNOWN for unnamed faces) against the labels ("unknown" likewise)."""
+    named = Counter(n for n in found if n != UNKNOWN)
+    known = Counter(n for n in expected if n != "unknown")
+    return Score(sum(known.values()), sum((named & known).values()), sum((named - known).values()),
+                 sum((known - named).values()))
+
+
 def score(gallery: Gallery, encoded: dict[str, np.ndarray], labels: dict[str, list[str]],
           tolerance: float, method: str = "nearest") -> Score:
-    expected_total = correct = wrong = missed = 0
+    """All probes at one tolerance, added up."""
+    total = Score(0, 0, 0, 0)
     for name, encodings in encoded.items():
-        found = Counter(m.name for m in match_faces(encodings, gallery.encodings, gallery.names, tolerance, method)
-                        if m.name != UNKNOWN)
-        expected = Counter(n for n in labels[name] if n != "unknown")
-        expected_total += sum(expected.values())
-        correct += sum((found & expected).values())
-        wrong += sum((found - expected).values())
-        missed += sum((expected - found).values())
-    return Score(expected_total, correct, wrong, missed)
+        matches = match_faces(encodings, gallery.encodings, gallery.names, tolerance, method)
+        total += judge((m.name for m in matches), labels[name])
+    return total
 
 
 def table(gallery: Gallery, encoded: dict[str, np.ndarray], labels: dict[str, list[str]],

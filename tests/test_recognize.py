@@ -27,7 +27,9 @@ def iou(a, b) -> float:
 
 
 def test_small_images_are_upscaled_and_large_ones_reduced():
-    assert detection_scale(240, 427, SETTINGS) == pytest.approx(HOG_MIN_FACE / 30)
+    assert detection_scale(240, 427, SETTINGS) == pytest.approx(HOG_MIN_FACE / 15)  # finds 15 px faces
+    assert detection_scale(183, 275, SETTINGS) == pytest.approx(HOG_MIN_FACE / 15)
+    assert detection_scale(480, 853, SETTINGS) == pytest.approx(HOG_MIN_FACE / 30)
     assert detection_scale(1080, 1920, SETTINGS) == pytest.approx(HOG_MIN_FACE / (1080 / 16))
     assert detection_scale(3000, 4000, SETTINGS) < 0.4
 
