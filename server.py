@@ -28,6 +28,7 @@ from facewire.protocol import DEFAULT_MAX_PIXELS, Limits
 from facewire.recognize import DetectorSettings, load_models
 from facewire.server import bind_rep, connect_rep, dlib_description, is_public, serve
 from facewire.service import Service
+from facewire.track import Tracker, server_secret
 
 log = logging.getLogger("facewire")
 
@@ -251,6 +252,10 @@ def main() -> None:
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     settings = DetectorSettings(args.model, args.upsample, args.min_face, args.min_face_fraction)
     limits = Limits(int(args.max_megapixels * 1e6))
+    try:  # made once here; local workers inherit it in their environment (not in ps)
+        tracker = Tracker(server_secret())
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     if not args.worker:
         log.info("running %s", dlib_description())
     if not args.worker and args.workers != 1:
@@ -258,7 +263,7 @@ def main() -> None:
         return
     store = open_store(args, settings)
     load_models(settings)
-    service = Service(store, settings, args.tolerance, limits, args.match, args.k)
+    service = Service(store, settings, args.tolerance, limits, args.match, args.k, tracker)
     if args.worker:
         run_worker(args, service)
     else:

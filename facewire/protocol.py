@@ -28,8 +28,10 @@ MAX_ID_LENGTH = 128
 DEFAULT_MAX_PIXELS = 40_000_000
 CHANNELS = (1, 3, 4)
 IMAGE_OPS = {"recognize": {"tolerance", "annotate", "encoding", "track"}, "enroll": {"name", "encoding"}}
-MAX_TRACKED = 32
 """Ops whose second frame is an image, and the options each takes."""
+MAX_TRACKED = 32
+MAX_TOKEN_LENGTH = 1024
+"""recognize's `track`: at most this many tokens (from earlier replies), each at most this long."""
 PLAIN_OPS = {"ping": set(), "list": set(), "reload": set(), "remove": {"name"}}
 """Ops of one JSON frame, and the options each takes."""
 OPS = (*IMAGE_OPS, *PLAIN_OPS)
@@ -165,21 +167,15 @@ def _check_options(op: str, options: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(options.get("annotate", True), bool):
         raise ProtocolError("bad_option", "annotate must be true or false")
     if "track" in options and not _valid_track(options["track"]):
-        raise ProtocolError("bad_option", f"track must be a list of at most {MAX_TRACKED} "
-                                          "{\"box\": [top, right, bottom, left], \"name\": str, \"distance\": number|null}")
+        raise ProtocolError("bad_option", f"track must be a list of at most {MAX_TRACKED} strings of at most "
+                                          f"{MAX_TOKEN_LENGTH} characters: the track tokens of earlier replies")
     return options
 
 
 def _valid_track(track: Any) -> bool:
-    """The previous frame's faces, as a video client sends them back."""
+    """The tokens of the previous frame's faces, as a video client sends them back (checked by the service)."""
     return isinstance(track, list) and len(track) <= MAX_TRACKED and all(
-        isinstance(face, dict)
-        and isinstance(face.get("box"), list) and len(face["box"]) == 4
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in face["box"])
-        and isinstance(face.get("name"), str) and len(face["name"]) <= 100
-        and (face.get("distance") is None or _is_number(face.get("distance")))
-        for face in track
-    )
+        isinstance(token, str) and len(token) <= MAX_TOKEN_LENGTH for token in track)
 
 
 def _is_number(value: Any) -> bool:

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
 
 from . import __version__, draw, images, protocol
 from .store import EnrolError, GalleryStore
-from .matching import UNKNOWN, Match, confidence, match_faces
+from .matching import UNKNOWN, Match, match_faces
 from .recognize import Box, DetectorSettings, detect_faces, encode_faces, iou
+from .track import Tracker, Vouch
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Service:
     limits: protocol.Limits = protocol.Limits()
     match: str = "nearest"
     k: int | None = None
+    tracker: Tracker = field(default_factory=Tracker)
 
     def handle(self, frames: Sequence[protocol.Buffer]) -> list[bytes]:
         """Answer one request; any failure is turned into an error reply."""
@@ -69,13 +71,13 @@ class Service:
         boxes = detect_faces(request.image, self.settings)
         clock.lap("detect")
         tolerance = request.options.get("tolerance", self.tolerance)
-        known = tracked_matches(boxes, request.options.get("track", []), tolerance)
-        fresh = [box for box, match in zip(boxes, known) if match is None]
+        known = tracked_matches(boxes, request.options.get("track", []), tolerance, self.tracker)
+        fresh = [box for box, vouch in zip(boxes, known) if vouch is None]
         encodings = encode_faces(images.to_rgb(request.image), fresh) if fresh else np.empty((0, 128))
         clock.lap("encode")
         gallery = self.store.current()
         new = iter(match_faces(encodings, gallery.encodings, gallery.names, tolerance, self.match, self.k))
-        matches = [match if match is not None else next(new) for match in known]
+        matches = [next(new) if vouch is None else vouch.match(tolerance) for vouch in known]
         clock.lap("match")
         annotated = None
         if request.options.get("annotate", True):
@@ -87,10 +89,13 @@ class Service:
         log.info("recognize %dx%d: %s in %.0f ms", w, h, ", ".join(m.name for m in matches) or "no face", total_ms)
         if request.classic:
             return protocol.pack_classic(annotated)
+        now = self.tracker.clock()  # a reused identity keeps the time it was encoded: tracking never renews it
+        vouches = [Vouch.of(m, box, tolerance, now) if v is None else replace(v, box=box)
+                   for box, m, v in zip(boxes, matches, known)]
         faces = [
             {"name": m.name, "distance": _rounded(m.distance), "confidence": round(m.confidence, 3), "box": list(box),
-             "tracked": t is not None}
-            for box, m, t in zip(boxes, matches, known)
+             "tracked": v is not None, "track": self.tracker.issue(vouch)}
+            for box, m, v, vouch in zip(boxes, matches, known, vouches)
         ]
         body = {"op": "recognize", "faces": faces, "timings_ms": clock.laps}
         return protocol.pack_reply(self._with_id(body, request), annotated, request.encoding)
@@ -100,19 +105,18 @@ class Service:
         return body if request.request_id is None else {**body, "id": request.request_id}
 
 
-def tracked_matches(boxes: list[Box], track: list[dict[str, Any]], tolerance: float) -> list[Match | None]:
-    """For each box, the identity of the previous frame's face it overlaps (IoU >= 0.5), if any.
+def tracked_matches(boxes: list[Box], tokens: list[str], tolerance: float, tracker: Tracker) -> list[Vouch | None]:
+    """For each box, what a token of this server proves about the face it overlaps (IoU >= 0.5), if any.
 
     A tracked face keeps its name without being encoded again: the saving that keeps video real-time.
+    Only tokens that verify, have not expired and were issued under the same tolerance count: the
+    rest are ignored, and their faces encoded afresh. Nothing else from the client is trusted.
     """
-    found: list[Match | None] = []
+    vouched = [v for v in map(tracker.verify, tokens) if v is not None and v.tolerance == tolerance]
+    found: list[Vouch | None] = []
     for box in boxes:
-        best = max(track, key=lambda face: iou(box, tuple(face["box"])), default=None)
-        if best is None or iou(box, tuple(best["box"])) < TRACK_IOU:
-            found.append(None)
-            continue
-        distance = float("nan") if best.get("distance") is None else float(best["distance"])
-        found.append(Match(best["name"], distance, confidence(distance, tolerance)))
+        best = max(vouched, key=lambda vouch: iou(box, vouch.box), default=None)
+        found.append(best if best is not None and iou(box, best.box) >= TRACK_IOU else None)
     return found
 
 

@@ -2,8 +2,9 @@
 
 Several frames are in flight at once (so every worker is busy); when the server falls
 behind a file's own frame rate, stale frames are skipped rather than queued; and each
-request carries the faces of the last answered frame, so the server reuses the identity
-of a face it can track instead of encoding it again (every KEYFRAME-th frame re-checks).
+request carries the track tokens of the last answered frame's faces, so the server reuses
+the identity of a face it can track instead of encoding it again (every KEYFRAME-th frame
+re-checks). The tokens are signed by the server: a client cannot make up a name.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def stream(client: Client, source: FrameSource, in_flight: int = 4, annotate: bo
                         client.keys.secure if client.keys else None)
     sent, next_out, done = 0, 0, False
     outcomes: dict[int, Any] = {}
-    track: list[dict[str, Any]] = []
+    track: list[str] = []
     try:
         while True:
             while not done and len(pipeline) < in_flight:
@@ -88,7 +89,7 @@ def stream(client: Client, source: FrameSource, in_flight: int = 4, annotate: bo
                 next_out += 1
                 if isinstance(outcome, Exception):
                     raise outcome
-                track = [{k: face[k] for k in ("box", "name", "distance")} for face in outcome.faces]
+                track = [face["track"] for face in outcome.faces if face.get("track")][:protocol.MAX_TRACKED]
                 yield outcome
     finally:
         pipeline.close()

@@ -77,12 +77,23 @@ def test_ping_needs_one_frame():
         ([header(op="recognize", dtype="uint8", shape=[1, 1, 3], track=[{"box": [1, 2], "name": "x"}]), b"abc"],
          "bad_option"),
         ([header(op="recognize", dtype="uint8", shape=[1, 1, 3], track="all"), b"abc"], "bad_option"),
+        ([header(op="recognize", dtype="uint8", shape=[1, 1, 3],
+                 track=[{"box": [1, 2, 3, 4], "name": "mallory", "distance": 0.1}]), b"abc"], "bad_option"),
+        ([header(op="recognize", dtype="uint8", shape=[1, 1, 3], track=[7]), b"abc"], "bad_option"),
+        ([header(op="recognize", dtype="uint8", shape=[1, 1, 3], track=[None]), b"abc"], "bad_option"),
+        ([header(op="recognize", dtype="uint8", shape=[1, 1, 3], track=["t"] * 33), b"abc"], "bad_option"),
+        ([header(op="recognize", dtype="uint8", shape=[1, 1, 3], track=["t" * 1025]), b"abc"], "bad_option"),
         ([header(op="enroll", dtype="uint8", shape=[1, 1, 3]), b"abc"], "bad_option"),
         ([header(op="remove")], "bad_option"),
     ],
 )
 def test_malformed_requests_are_refused_with_a_code(frames, code):
     assert refused(frames).code == code
+
+
+def test_track_takes_up_to_32_strings_of_up_to_1024_characters_whatever_they_hold():
+    frames = protocol.pack_request("recognize", np.zeros((1, 1, 3), dtype=np.uint8), track=["t" * 1024] * 32)
+    assert parse_request(frames).options["track"] == ["t" * 1024] * 32  # the service verifies them
 
 
 def test_nan_tolerance_is_refused():

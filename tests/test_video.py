@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import cv2
 import pytest
 
 from facewire.process import ServerProcess
 from facewire.service import tracked_matches
+from facewire.track import Tracker, Vouch
 
 from .conftest import run_client
 
@@ -51,8 +53,11 @@ def test_a_camera_that_is_not_there_is_a_clear_error():
     assert done.returncode == 1 and "cannot open camera 7" in done.stderr
 
 
-def test_tracking_reuses_an_identity_only_for_an_overlapping_box():
-    previous = [{"box": [10, 60, 60, 10], "name": "ann", "distance": 0.3}]
-    same, moved_far = (12, 62, 62, 12), (200, 260, 260, 200)
-    [kept, fresh] = tracked_matches([same, moved_far], previous, 0.6)
-    assert kept.name == "ann" and kept.distance == 0.3 and fresh is None
+def test_tracking_reuses_an_identity_only_for_an_overlapping_box_and_a_genuine_token():
+    tracker = Tracker()
+    ann = tracker.issue(Vouch("ann", 0.3, (10, 60, 60, 10), 0.6, time.time()))
+    mallory = Tracker().issue(Vouch("mallory", 0.1, (100, 160, 160, 100), 0.6, time.time()))
+    same, moved_far, forged = (12, 62, 62, 12), (200, 260, 260, 200), (101, 161, 161, 101)
+    [kept, fresh, refused] = tracked_matches([same, moved_far, forged], [ann, mallory], 0.6, tracker)
+    assert kept.name == "ann" and kept.distance == 0.3 and fresh is None and refused is None
+    assert tracked_matches([same], [ann], 0.5, tracker) == [None]  # named under another tolerance
