@@ -6,9 +6,9 @@ Prints two Markdown tables:
    round trip over ZeroMQ, beside the baseline's time for the same image and the speed-up;
 2. gallery load: facewire cold (empty cache) and warm (cache) against the baseline.
 
-The baseline does what the original demo did: re-encode the gallery at every start,
-upscale each image 1.5x, HOG with face_recognition's defaults, encode, and loop over the
-known faces in Python. Run: .venv/bin/python bench/bench_core.py [--repeat N]
+The baseline does what the original demo did (bench/recipes.py): re-encode the gallery at
+every start, upscale each image 1.5x, HOG with face_recognition's defaults, encode, and
+loop over the known faces in Python. Run: .venv/bin/python bench/bench_core.py [--repeat N]
 """
 
 from __future__ import annotations
@@ -18,63 +18,26 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
-
-import cv2
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.recipes import DemoRecipe  # noqa: E402
 from facewire import images  # noqa: E402
 from facewire.client import Client  # noqa: E402
-from facewire.gallery import load_gallery, scan  # noqa: E402
+from facewire.gallery import load_gallery  # noqa: E402
 from facewire.process import ServerProcess  # noqa: E402
 from facewire.recognize import DetectorSettings  # noqa: E402
 
-with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
-    warnings.simplefilter("ignore", UserWarning)
-    import face_recognition.api as fr_api  # noqa: E402
-
 FACES = ROOT.parent / "shared" / "data" / "faces"
-TOLERANCE = 0.6
-
-
-class Baseline:
-    """The original demo's recognition: upscale 1.5x, HOG, encode, loop over known faces."""
-
-    def __init__(self, known_dir: Path):
-        started = time.perf_counter()
-        self.known: list[tuple[str, np.ndarray]] = []
-        for photo in scan(known_dir):
-            encodings = fr_api.face_encodings(fr_api.load_image_file(photo.path))
-            if encodings:
-                self.known.append((photo.name, encodings[0]))
-        self.load_seconds = time.perf_counter() - started
-
-    def recognize(self, bgr: np.ndarray) -> list[str]:
-        big = cv2.resize(bgr, None, fx=1.5, fy=1.5)
-        rgb = cv2.cvtColor(big, cv2.COLOR_BGR2RGB)
-        locations = fr_api.face_locations(rgb)
-        names = []
-        for (top, right, bottom, left), encoding in zip(locations, fr_api.face_encodings(rgb, locations)):
-            name, best = "Unknown", TOLERANCE
-            for known_name, known_encoding in self.known:
-                distance = float(np.linalg.norm(known_encoding - encoding))
-                if distance <= best:
-                    name, best = known_name, distance
-            names.append(name)
-            cv2.rectangle(big, (left, top), (right, bottom), (0, 0, 255), 2)
-            cv2.putText(big, name, (left, bottom + 20), cv2.FONT_HERSHEY_DUPLEX, 0.8, (255, 255, 255), 1)
-        return names
 
 
 def median_ms(samples: list[float]) -> str:
     return f"{statistics.median(samples):.0f}"
 
 
-def bench_images(client: Client, baseline: Baseline, paths: list[Path], repeat: int) -> list[str]:
+def bench_images(client: Client, baseline: DemoRecipe, paths: list[Path], repeat: int) -> list[str]:
     rows = [
         "| image | size | faces | detect ms | encode ms | match ms | server ms | round trip ms "
         "| baseline ms | speed-up (server) | names | same names as baseline |",
@@ -92,7 +55,7 @@ def bench_images(client: Client, baseline: Baseline, paths: list[Path], repeat: 
             for key in laps:
                 laps[key].append(result.timings_ms[key])
             started = time.perf_counter()
-            base_names = baseline.recognize(image)
+            base_names = baseline.names_in(image)
             base.append((time.perf_counter() - started) * 1000)
         total_server += statistics.median(laps["total"])
         total_baseline += statistics.median(base)
@@ -130,7 +93,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per image; medians are shown (default: %(default)s)")
     args = parser.parse_args()
     known, probes = args.faces / "known", sorted((args.faces / "test").glob("*.jpg"))
-    baseline = Baseline(known)
+    baseline = DemoRecipe(known)
     with tempfile.TemporaryDirectory() as tmp:
         with ServerProcess(known, Path(tmp) / "server.log", "--cache", str(Path(tmp) / "cache.npz")) as server:
             with Client(server.address, timeout=120) as client:
