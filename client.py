@@ -25,10 +25,13 @@ from facewire.protocol import ENCODINGS
 
 DEFAULT_SAVE_DIR = Path("facewire-output")
 EXIT_IMAGE_ERRORS, EXIT_NO_SERVER = 1, 2
+EXIT_STATUS = ("exit status: 0 when every image was answered; 1 when some could not be read or were refused "
+               "(the others are still done); 2 when the server did not answer (each image left unanswered "
+               "gets an error line)")
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, epilog=EXIT_STATUS)
     parser.add_argument("inputs", nargs="*", type=Path, metavar="IMAGE|DIR", help="image files and/or folders of images")
     parser.add_argument("--server", default=DEFAULT_SERVER, help="server address (default: %(default)s)")
     parser.add_argument("-r", "--recursive", action="store_true", help="look for images in sub-folders too")
@@ -181,6 +184,7 @@ def load(paths: list[Path]) -> Iterator[np.ndarray | ImageError]:
 
 
 def recognize_all(client: Client, args: argparse.Namespace) -> int:
+    """One result line or one error line (and report rows) per image; the exit status as in EXIT_STATUS."""
     window = not args.no_show and show.display_available()
     save_dir = args.save
     if not window and not args.no_show and save_dir is None:
@@ -189,15 +193,16 @@ def recognize_all(client: Client, args: argparse.Namespace) -> int:
     paths = image_paths(args.inputs, args.recursive)
     outcomes = client.recognize_many(load(paths), args.in_flight, window or save_dir is not None, args.tolerance)
     report = Report()
-    failures = 0
+    failures = unanswered = 0
     with tqdm(total=len(paths), unit="image", disable=not sys.stderr.isatty() or len(paths) < 2) as progress:
-        for path, outcome in zip(paths, outcomes):
+        for path, outcome in zip(paths, outcomes, strict=True):  # one outcome per path, or a ValueError
             progress.update()
             if isinstance(outcome, Exception):
                 message = str(outcome) if isinstance(outcome, ImageError) else f"{path}: {outcome}"
                 tqdm.write(f"error: {message}", file=sys.stderr)
                 report.add_error(path, message)
                 failures += 1
+                unanswered += isinstance(outcome, ServerUnavailable)
                 continue
             tqdm.write(describe(path, outcome, args.json), file=sys.stdout)
             report.add(path, outcome.faces)
@@ -208,6 +213,9 @@ def recognize_all(client: Client, args: argparse.Namespace) -> int:
     if args.report:
         report.write(args.report)
         print(f"report: {args.report}", file=sys.stderr)
+    if unanswered:
+        print(f"{unanswered} of {len(paths)} image(s) unanswered: the server is gone", file=sys.stderr)
+        return EXIT_NO_SERVER
     return EXIT_IMAGE_ERRORS if failures else 0
 
 
