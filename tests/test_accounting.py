@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,14 @@ def sources() -> list[Path]:
 def start_server(gallery: Path, log: Path, workers: str, address: str | None = None) -> ServerProcess:
     cache = gallery.parent / "cache.npz"
     return ServerProcess(gallery, log, "--workers", workers, "--cache", str(cache), address=address)
+
+
+def kill(server: ServerProcess) -> None:
+    """SIGKILL the server, and remove the private folder that a killed broker leaves behind."""
+    server.process.kill()
+    server.process.wait()
+    for private in re.findall(r"workers connect to ipc://(/\S+)/workers", server.log()):
+        shutil.rmtree(private, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +149,7 @@ def test_every_image_answered_once_across_server_kills(workers, gallery, sources
                 assert line is not None, f"seed {SEED}: the client ended early: {stderr_path.read_text()}"
                 answered.append(json.loads(line))
             assert client.poll() is None, f"seed {SEED}: the client finished before kill {round_}"
-            server.process.kill()
-            server.process.wait()
+            kill(server)
             server = start_server(gallery, tmp_path / f"server-{round_}.log", workers, address)  # answers a ping
         while (line := lines.next(f"result {len(answered) + 1} (after the kills)")) is not None:
             answered.append(json.loads(line))
@@ -177,8 +185,7 @@ def test_a_server_gone_for_good_leaves_one_error_line_per_unanswered_image(galle
                 assert line is not None, (tmp_path / "err").read_text()
                 answered.append(json.loads(line)["image"])
             assert client.poll() is None, "the client finished before the kill"
-            server.process.kill()
-            server.process.wait()
+            kill(server)
             while (line := lines.next("the rest of the output")) is not None:
                 answered.append(json.loads(line)["image"])
             status = client.wait(timeout=WAIT)
