@@ -24,8 +24,10 @@ from typing import IO
 
 import numpy as np
 import pytest
+import zmq
 
-from facewire.client import Client, ServerUnavailable
+from facewire import protocol
+from facewire.client import Client, Result, ServerUnavailable
 from facewire.images import ImageError
 from facewire.process import ServerProcess, free_port
 
@@ -212,3 +214,30 @@ def test_recognize_many_yields_one_outcome_per_input_with_no_server():
     assert len(outcomes) == 8 and outcomes[6] is unreadable
     assert all(isinstance(outcome, ServerUnavailable) for outcome in outcomes[:6] + outcomes[7:])
     assert [str(o).startswith("not sent") for o in outcomes[:6]] == [False] * 3 + [True] * 3
+
+
+def test_duplicate_and_stray_replies_count_once():
+    """A faulty server answers every request twice, and once more with an id never sent: one outcome each."""
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            if router.poll(50):
+                peer, _, *frames = router.recv_multipart()
+                reply = protocol.pack_reply({"id": protocol.parse_request(frames).request_id, "faces": []})
+                for answer in (reply, reply, protocol.pack_reply({"id": 10_000, "faces": []})):
+                    router.send_multipart([peer, b"", *answer])
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", timeout=10, retries=0) as client:
+            outcomes = list(client.recognize_many([np.zeros((8, 8, 3), np.uint8)] * 12, annotate=False))
+    finally:
+        stop.set()
+        server.join()
+        router.close()
+    assert len(outcomes) == 12 and all(isinstance(o, Result) and o.faces == [] for o in outcomes), outcomes
