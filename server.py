@@ -18,6 +18,7 @@ from pathlib import Path
 
 import zmq
 
+from facewire.args import bounded, folder
 from facewire.broker import Proxy, Watchdog, WorkerPool
 from facewire.gallery import LoadStats, cache_path_for
 from facewire.store import GalleryStore
@@ -35,10 +36,10 @@ log = logging.getLogger("facewire")
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--known-faces", type=Path, default=Path("known_faces"),
+    parser.add_argument("--known-faces", type=folder, default="known_faces",
                         help="gallery folder: NAME.jpg files and/or NAME/ folders of photos (default: %(default)s)")
     parser.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ address to bind (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+    parser.add_argument("--workers", type=bounded(int, 0), default=os.cpu_count() or 1, metavar="N",
                         help="worker processes behind --bind; 1 answers in this process (default: %(default)s, the cores)")
     parser.add_argument("--worker-bind", metavar="ADDR",
                         help="address workers connect to; give a tcp:// one to add workers on other hosts "
@@ -52,23 +53,23 @@ def parse_args() -> argparse.Namespace:
                         help="with --worker: this worker's .key_secret, when the server uses --keys")
     parser.add_argument("--server-key", type=Path, metavar="FILE",
                         help="with --worker: the server's public server.key, when the server uses --keys")
-    parser.add_argument("--hang-timeout", type=float, default=60.0, metavar="S",
+    parser.add_argument("--hang-timeout", type=bounded(float, 0, above=True), default=60.0, metavar="S",
                         help="kill and replace a local worker busy on one request for longer (default: %(default)s)")
     parser.add_argument("--status", metavar="ADDR", help=argparse.SUPPRESS)  # a local worker reports here
     parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # ...and stops when this pid is gone
-    parser.add_argument("--tolerance", type=float, default=0.6,
+    parser.add_argument("--tolerance", type=bounded(float, 0, 2), default=0.6,
                         help="largest face distance still given a name; lower is stricter (default: %(default)s)")
     parser.add_argument("--match", choices=METHODS, default="nearest",
                         help="nearest: the nearest photo names the face; knn: the k nearest photos vote (default: %(default)s)")
-    parser.add_argument("--k", type=int, default=None, help="with --match knn: photos that vote (default: sqrt of the photos)")
+    parser.add_argument("--k", type=bounded(int, 1), default=None, help="with --match knn: photos that vote (default: sqrt of the photos)")
     parser.add_argument("--model", choices=("hog", "cnn"), default="hog", help="face detector (default: %(default)s)")
-    parser.add_argument("--upsample", type=int, default=None, metavar="N",
+    parser.add_argument("--upsample", type=bounded(int, 0), default=None, metavar="N",
                         help="run dlib's N-fold upsampling on the full image instead of automatic scaling")
     parser.add_argument("--min-face", type=int, default=DetectorSettings.min_face, metavar="PX",
                         help="automatic scaling finds faces down to this size (default: %(default)s)")
-    parser.add_argument("--min-face-fraction", type=float, default=1 / 16, metavar="F",
+    parser.add_argument("--min-face-fraction", type=bounded(float, 0, 1), default=1 / 16, metavar="F",
                         help="...but in large images, not below this fraction of the short side (default: 1/16)")
-    parser.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6,
+    parser.add_argument("--max-megapixels", type=bounded(float, 0, above=True), default=DEFAULT_MAX_PIXELS / 1e6,
                         help="refuse larger images (default: %(default)g)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="encoding cache file (default: KNOWN_FACES/.facewire-cache.npz)")
@@ -78,8 +79,16 @@ def parse_args() -> argparse.Namespace:
         parser.error("--worker needs --connect ADDR")
     if bool(args.key) != bool(args.server_key):
         parser.error("--key and --server-key go together")
-    if args.workers < 0:
-        parser.error("--workers must be 0 or more")
+    if not args.worker and (args.connect is not None or args.key is not None):
+        parser.error("--connect, --key and --server-key go with --worker")
+    if args.worker and (args.keys is not None or args.worker_bind is not None):
+        parser.error("--keys and --worker-bind do nothing with --worker (a worker takes --key and --server-key)")
+    if args.worker_bind is not None and args.workers == 1:
+        parser.error("--worker-bind does nothing with --workers 1 (one process, no workers)")
+    if args.k is not None and args.match != "knn":
+        parser.error("--k goes with --match knn")
+    if args.min_face < 1:  # checked here, so that its declaration stays as it is
+        parser.error(f"argument --min-face: {args.min_face} is not 1 or more")
     return args
 
 
@@ -104,8 +113,6 @@ def worker_command(args: argparse.Namespace, backend: str, status: str) -> list[
 
 def open_store(args: argparse.Namespace, settings: DetectorSettings) -> GalleryStore:
     """The gallery, loaded (encoding what the cache lacks) and kept in step with the disk."""
-    if not args.known_faces.is_dir():
-        raise SystemExit(f"gallery folder {args.known_faces} does not exist")
     store = GalleryStore(args.known_faces, settings, args.cache)
     stats = store.stats
     log.info(

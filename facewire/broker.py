@@ -19,7 +19,7 @@ import zmq
 
 from .protocol import Limits
 from .server import Secure
-from .transport import FRONTEND_QUEUE, keepalive
+from .transport import bounded_queue, keepalive
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +144,12 @@ class Proxy:
         self.context = context
         self.frontend = context.socket(zmq.ROUTER)
         self.backend = context.socket(zmq.DEALER)
+        bounded_queue(self.frontend)
+        keepalive(self.backend)
         for socket, secure in ((self.frontend, secure_frontend), (self.backend, secure_backend)):
-            keepalive(socket)
             socket.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
             if secure:
                 secure(socket)
-        self.frontend.setsockopt(zmq.RCVHWM, FRONTEND_QUEUE)  # a bounded queue per client
         self.frontend.bind(frontend)
         self.backend.bind(backend)
         self.control = context.socket(zmq.PAIR)
