@@ -16,7 +16,6 @@ from facewire.client import Client, ServerUnavailable
 from facewire.process import ServerProcess, answers_ping, free_port
 
 from .conftest import REPO_PROBES
-from .test_scaling import children
 
 PROBES = ["grace_hopper.jpg", "group_small_faces.jpg", "no_face.jpg"]
 EXPECTED = {"grace_hopper.jpg": ["grace_hopper"], "group_small_faces.jpg": ["Unknown", "grace_hopper"],
@@ -46,7 +45,7 @@ def test_200_requests_from_4_clients_survive_killed_and_hung_workers(repo_galler
         killed, stopped, chooser = 0, None, random.Random(7)
         while any(thread.is_alive() for thread in clients):
             time.sleep(chooser.uniform(1.0, 2.0))
-            workers = [pid for pid in children(server.process.pid) if pid != stopped]
+            workers = [pid for pid in server.workers() if pid != stopped]
             if not workers:
                 continue
             victim = chooser.choice(workers)
@@ -90,8 +89,8 @@ def test_clients_carry_on_across_a_server_restart(repo_gallery, tmp_path):
 
 def test_workers_stop_when_their_broker_is_killed(repo_gallery, tmp_path):
     server = ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "2")
-    workers = children(server.process.pid)
-    assert len(workers) == 2
+    workers = server.processes()[1:]
+    assert len(workers) == 3  # the template and its two workers
     server.process.kill()
     server.process.wait()
     deadline = time.monotonic() + 10

@@ -14,7 +14,6 @@ from facewire.client import Client, ServerUnavailable
 from facewire.process import ServerProcess
 
 from .conftest import REPO_PROBES
-from .test_scaling import children
 
 
 def rss_mib(pid: int) -> float:
@@ -25,7 +24,7 @@ def rss_mib(pid: int) -> float:
 
 
 def server_pids(server: ServerProcess) -> list[int]:
-    return [server.process.pid, *children(server.process.pid)]
+    return server.processes()
 
 
 def total_rss(server: ServerProcess) -> float:
