@@ -35,7 +35,10 @@ from .conftest import REPO_KNOWN, REPO_PROBES, ROOT, SHARED_FACES, headless_env,
 
 SEED = int(os.environ.get("FACEWIRE_SEED", time.time_ns() % 2**32))
 KILLS = 3
-TIMEOUT, RETRIES = 4, 15  # the client waits 64 s for a server; a restart takes seconds, even when busy
+# The client's default timeout: on a loaded machine a request can wait 10 s and more behind the 3
+# others in flight, and a shorter timeout piles resent copies onto the server faster than it works
+# them off, until the client gives up. 5 attempts (100 s) outlast a restart (seconds) by far.
+TIMEOUT, RETRIES = 20, 4
 WAIT = 180.0  # the deadline of any one wait, in seconds
 
 
@@ -178,8 +181,8 @@ def test_a_server_gone_for_good_leaves_one_error_line_per_unanswered_image(galle
     everything = sorted([*origin, str(broken)])
     report = tmp_path / "report.csv"
     with start_server(gallery, tmp_path / "server.log", "1") as server, open(tmp_path / "err", "w") as err:
-        client = start_client(tmp_path / "images", server.address, err, "--timeout", "3", "--retries", "1",
-                              "--report", str(report))
+        client = start_client(tmp_path / "images", server.address, err, "--timeout", str(TIMEOUT),
+                              "--retries", "1", "--report", str(report))
         lines, answered = Lines(client.stdout), []
         try:
             while len(answered) < 3:
