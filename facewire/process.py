@@ -82,6 +82,23 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    def log_mark(self) -> int:
+        """Where the log ends now: pass it to `wait_for_log` to look only at what comes after."""
+        return self.log_path.stat().st_size
+
+    def wait_for_log(self, text: str, since: int = 0, within: float = 30) -> str:
+        """The log written after byte `since`, once it holds `text`; AssertionError after `within` seconds."""
+        deadline = time.monotonic() + within
+        while True:
+            with open(self.log_path, "rb") as log:
+                log.seek(since)
+                written = log.read().decode(errors="replace")
+            if text in written:
+                return written
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged within {within} s; the log after the mark:\n{written}")
+            time.sleep(0.05)
+
     def alive(self) -> bool:
         return self.process.poll() is None
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import zmq
 
-from facewire import protocol, service as service_module
+from facewire import draw, protocol, service as service_module
 from facewire.client import Client, ServerError
 from facewire.recognize import DetectorSettings
 from facewire.store import GalleryStore
@@ -58,15 +58,34 @@ def test_repo_samples_are_labelled(repo_server):
     assert 0 <= face["distance"] < 0.6 and len(face["box"]) == 4
 
 
+def drawn_as_replied(image: np.ndarray, faces: list[dict]) -> np.ndarray:
+    """What the reply's faces look like drawn on `image`: "name distance" for the known, "Unknown" otherwise."""
+    labels = [draw.Label(tuple(face["box"]), f"{face['name']} {face['distance']:.2f}", True)
+              if face["name"] != "Unknown" else draw.Label(tuple(face["box"]), "Unknown", False) for face in faces]
+    return draw.annotate(image.copy(), labels)
+
+
 def test_text_output_and_save_folder(repo_server, tmp_path):
     probe = REPO_PROBES / "grace_hopper.jpg"
     done = run_client("--server", repo_server.address, "--no-show", "--save", str(tmp_path), str(probe))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{probe}: grace_hopper"
-    saved = cv2.imread(str(tmp_path / "grace_hopper.jpg"))
+    saved = cv2.imread(str(tmp_path / "grace_hopper.jpg")).astype(int)
     original = cv2.imread(str(probe))
-    assert saved.shape == original.shape
-    assert np.abs(saved.astype(int) - original).mean() > 0.5  # boxes and names were drawn
+    faces = json_lines(run_client("--server", repo_server.address, "--json", "--no-show", str(probe)).stdout)
+    expected = drawn_as_replied(original, faces["grace_hopper.jpg"])
+    drawn = np.abs(expected.astype(int) - original).max(axis=2) > 60  # the box and caption pixels
+    assert drawn.sum() > 1000
+    # The saved JPEG holds the box and the name: near what was drawn there, far from the photo's own pixels.
+    assert np.abs(saved[drawn] - expected[drawn]).mean() * 4 < np.abs(saved[drawn] - original[drawn]).mean()
+
+
+def test_the_annotated_image_shows_the_names_of_the_reply(repo_server):
+    group = cv2.imread(str(REPO_PROBES / "group_small_faces.jpg"))
+    with Client(repo_server.address) as client:
+        result = client.recognize(group)
+    assert sorted(result.names) == ["Unknown", "grace_hopper"]
+    assert np.array_equal(result.image, drawn_as_replied(group, result.faces))
 
 
 def test_without_a_display_the_client_saves_and_says_where(repo_server, tmp_path):
@@ -90,10 +109,13 @@ def test_per_request_tolerance(repo_server):
 
 
 def test_server_logs_ready_and_one_line_per_request(repo_server):
-    run_client("--server", repo_server.address, "--no-show", str(REPO_PROBES / "grace_hopper.jpg"))
-    log = repo_server.log()
-    assert "ready on" in log and "1 people, 1 photos" in log
-    assert "recognize 358x420: grace_hopper in" in log
+    assert "ready on" in repo_server.log() and "1 people, 1 photos" in repo_server.log()
+    mark = repo_server.log_mark()
+    probe = cv2.imread(str(REPO_PROBES / "grace_hopper.jpg"))[:411, :353]  # a size no other test sends
+    with Client(repo_server.address) as client:
+        client.recognize(probe)
+    logged = repo_server.wait_for_log("recognize 353x411: grace_hopper in", since=mark)
+    assert logged.count("recognize ") == 1
 
 
 def check_shared_labels(address: str, shared_faces: Path) -> None:
@@ -250,19 +272,40 @@ def test_client_gives_up_on_a_silent_server_after_its_retries():
     context = zmq.Context.instance()
     with context.socket(zmq.ROUTER) as silent:
         port = silent.bind_to_random_port("tcp://127.0.0.1")
-        started = time.monotonic()
-        done = run_client("--server", f"tcp://127.0.0.1:{port}", "--no-show", "--timeout", "0.5",
-                          "--retries", "2", str(REPO_PROBES / "grace_hopper.jpg"))
-        elapsed = time.monotonic() - started
-        received = 0
-        while silent.poll(100):
-            silent.recv_multipart()
-            received += 1
+        finished: list = []
+        client = threading.Thread(target=lambda: finished.append(run_client(
+            "--server", f"tcp://127.0.0.1:{port}", "--no-show", "--timeout", "0.5", "--retries", "2",
+            str(REPO_PROBES / "grace_hopper.jpg"))))
+        client.start()
+        arrivals = []
+        while client.is_alive() or silent.poll(0):
+            if silent.poll(100):
+                silent.recv_multipart()
+                arrivals.append(time.monotonic())
+        done = finished[0]
     assert done.returncode == 2
     assert "no reply" in done.stderr and "3 attempt(s)" in done.stderr
     assert "Traceback" not in done.stderr
-    assert received == 3  # first try plus two resends on fresh sockets
-    assert elapsed < 15
+    assert len(arrivals) == 3  # first try plus two resends on fresh sockets
+    assert all(gap > 0.45 for gap in np.diff(arrivals))  # each resend waited for its 0.5 s timeout
+
+
+@pytest.mark.parametrize("op", [["--ping"], ["--list"], ["--remove", "nobody"], ["--reload"]])
+def test_one_shot_requests_are_resent_on_fresh_sockets_before_giving_up(op):
+    context = zmq.Context.instance()
+    with context.socket(zmq.ROUTER) as silent:
+        port = silent.bind_to_random_port("tcp://127.0.0.1")
+        finished: list = []
+        client = threading.Thread(target=lambda: finished.append(run_client(
+            "--server", f"tcp://127.0.0.1:{port}", "--timeout", "0.4", "--retries", "2", *op)))
+        client.start()
+        senders = []
+        while client.is_alive() or silent.poll(0):
+            if silent.poll(100):
+                senders.append(silent.recv_multipart()[0])  # the peer's routing id: one per socket
+        done = finished[0]
+    assert done.returncode == 2 and "no reply" in done.stderr, done.stderr
+    assert len(senders) == 3 and len(set(senders)) == 3  # the first try, then two resends, each on a new socket
 
 
 def test_unreadable_images_are_reported_and_the_rest_still_run(repo_server, tmp_path):

@@ -10,7 +10,6 @@ import json
 
 import cv2
 import numpy as np
-import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +21,6 @@ from facewire.process import ServerProcess, answers_ping
 from .conftest import REPO_PROBES
 
 EXAMPLES = 2500
-counted = {"sent": 0, "ok": 0, "refused": 0}
 
 json_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
@@ -92,37 +90,30 @@ def near_valid(draw) -> list[bytes]:
 messages = st.one_of(st.lists(st.one_of(header_frames, pixel_frames), min_size=1, max_size=4), near_valid())
 
 
-@pytest.fixture(scope="module")
-def target(repo_gallery, tmp_path_factory):
-    with ServerProcess(repo_gallery, tmp_path_factory.mktemp("fuzz") / "server.log", "--workers", "1") as server:
-        context = zmq.Context()
-        yield server, context
-        context.term()
+def test_every_message_gets_an_answer_and_the_server_stays_right(repo_gallery, tmp_path):
+    counted = {"sent": 0, "ok": 0, "refused": 0}
+    with ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "1") as server, zmq.Context() as context:
 
+        @settings(max_examples=EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                         HealthCheck.large_base_example])
+        @given(frames=messages)
+        def answered(frames: list[bytes]) -> None:
+            with context.socket(zmq.REQ) as socket:
+                socket.setsockopt(zmq.LINGER, 0)
+                socket.connect(server.address)
+                socket.send_multipart(frames)
+                assert socket.poll(20000), f"no reply to {[f[:80] for f in frames]}"
+                reply = socket.recv_multipart()
+            body = json.loads(reply[0])
+            assert isinstance(body, dict) and "ok" in body or set(body) == {"dtype", "shape"}  # classic framing
+            counted["sent"] += 1
+            counted["ok" if body.get("ok", True) else "refused"] += 1
 
-@settings(max_examples=EXAMPLES, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                 HealthCheck.data_too_large, HealthCheck.large_base_example])
-@given(frames=messages)
-def test_every_message_gets_an_answer(target, frames):
-    server, context = target
-    with context.socket(zmq.REQ) as socket:
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.connect(server.address)
-        socket.send_multipart(frames)
-        assert socket.poll(20000), f"no reply to {[f[:80] for f in frames]}"
-        reply = socket.recv_multipart()
-    body = json.loads(reply[0])
-    assert isinstance(body, dict) and "ok" in body or set(body) == {"dtype", "shape"}  # classic framing
-    counted["sent"] += 1
-    counted["ok" if body.get("ok", True) else "refused"] += 1
-
-
-def test_the_server_is_alive_and_still_right_after_the_fuzzing(target):
-    server, _ = target
-    assert server.alive() and answers_ping(server.address)
-    with Client(server.address) as client:
-        assert client.recognize(cv2.imread(str(REPO_PROBES / "grace_hopper.jpg"))).names == ["grace_hopper"]
-    assert counted["sent"] >= EXAMPLES, counted
-    print(f"fuzz: {counted}")
-    assert "Traceback" not in server.log()
+        answered()
+        assert server.alive() and answers_ping(server.address)
+        with Client(server.address) as client:
+            assert client.recognize(cv2.imread(str(REPO_PROBES / "grace_hopper.jpg"))).names == ["grace_hopper"]
+        assert counted["sent"] >= EXAMPLES, counted
+        print(f"fuzz: {counted}")
+        assert "Traceback" not in server.log()

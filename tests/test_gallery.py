@@ -204,12 +204,16 @@ def test_cache_survives_kill_9_at_any_moment(tmp_path):
     cache = tmp_path / "cache.npz"
     chooser = random.Random(3)
     for _ in range(25):
+        before = cache.stat().st_mtime_ns if cache.exists() else None
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(cache)], cwd=ROOT)
-        time.sleep(chooser.uniform(0.6, 1.5))
+        deadline = time.monotonic() + 60
+        while (cache.stat().st_mtime_ns if cache.exists() else None) == before:  # this writer has written once
+            assert time.monotonic() < deadline and writer.poll() is None, "the writer never wrote the cache"
+            time.sleep(0.01)
+        time.sleep(chooser.uniform(0.0, 0.3))  # then a random moment, most likely inside a later write
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait()
-        if cache.exists():
-            assert len(read_cache(cache, "tag")) in (1999, 2000)  # the old version or the new, never half
+        assert len(read_cache(cache, "tag")) in (1999, 2000)  # the old version or the new, never half
     leftovers = list(tmp_path.glob("cache.npz*.tmp"))
     assert {p.name for p in tmp_path.iterdir()} - {p.name for p in leftovers} == {"cache.npz"}
     for temp in leftovers:  # a killed writer's temp file is swept up by a later write once it is stale

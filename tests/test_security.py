@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -157,11 +159,33 @@ def test_a_missing_keys_folder_is_a_clear_error(repo_gallery, tmp_path):
     assert "cannot read key pair" in str(info.value) and "Traceback" not in str(info.value)
 
 
-def test_logs_hold_names_and_timings_never_pixels_or_encodings(repo_server):
-    run_client("--server", repo_server.address, "--no-show", "--json", str(REPO_PROBES))
-    log = repo_server.log()
-    assert "recognize 358x420: grace_hopper in" in log
+def test_logs_hold_names_and_timings_never_pixels_or_encodings(repo_server, tmp_path):
+    mark = repo_server.log_mark()
+    for probe in REPO_PROBES.glob("*.jpg"):  # sizes no other test sends
+        cv2.imwrite(str(tmp_path / probe.name), cv2.imread(str(probe))[1:, 1:])
+    run_client("--server", repo_server.address, "--no-show", "--json", str(tmp_path))
+    log = repo_server.wait_for_log("recognize 357x419: grace_hopper in", since=mark)
+    assert log.count("recognize ") == len(list(REPO_PROBES.glob("*.jpg")))
     for line in log.splitlines():
         assert len(line) < 400, line[:200]  # no frames, arrays or buffers dumped
         numbers = [word for word in line.replace(",", " ").split() if word.lstrip("-").replace(".", "", 1).isdigit()]
         assert len(numbers) < 20, line[:200]  # no 128-number encodings
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("secured", [False, True], ids=["plain", "keys"])
+def test_sigterm_stops_the_server_within_seconds_with_or_without_keys(repo_gallery, keys, tmp_path, secured, workers):
+    extra = ["--keys", str(keys)] if secured else []
+    server = ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", workers, *extra, wait=False)
+    try:
+        server.wait_for_log("ready on", within=120)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        status = server.process.wait(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        server.stop(signal.SIGKILL)
+    log = server.log()
+    assert status == 0, log
+    assert took < 5, f"SIGTERM took {took:.1f} s"  # ServerProcess.stop would SIGKILL after 10 s
+    assert log.rstrip().endswith("stopped") and "Traceback" not in log, log
