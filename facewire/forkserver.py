@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
+
 def in_child(work: Callable[[], None]) -> int:
     """Run `work` in a forked child and wait for it: its exit status."""
     pid = os.fork()
