@@ -1,0 +1,165 @@
+"""Many requests in flight (Client.recognize_many over facewire.pipeline), against an in-process peer
+that answers out of order: results in input order, each its own input's; resends; stray replies dropped."""
+
+from __future__ import annotations
+
+import pytest
+import zmq
+
+from facewire import protocol
+from facewire.client import Client, Result, ServerError
+from facewire.pipeline import Pipeline, ServerUnavailable
+
+from .peers import Peer, deadline, marked, recognized, wait_until
+
+
+def names(results) -> list:
+    return [r.names[0] if isinstance(r, Result) else r for r in results]
+
+
+def test_results_come_back_in_input_order_each_from_its_own_image():
+    with Peer(hold=0.2) as peer, Client(peer.address, timeout=5) as client, deadline():
+        results = list(client.recognize_many([marked(v) for v in range(10, 17)], in_flight=3))
+    assert names(results) == [f"frame{v}" for v in range(10, 17)]
+    assert all(isinstance(r, Result) and r.timings_ms == {"total": 1.0} and r.image is None for r in results)
+    replied = [request.marker for request in peer.received]
+    assert sorted(replied) == list(range(10, 17))  # each image sent once: no resend was needed
+
+
+def test_no_more_requests_are_outstanding_than_in_flight():
+    with Peer(hold=0.5) as peer, Client(peer.address, timeout=5) as client, deadline():
+        assert len(list(client.recognize_many([marked(v) for v in range(8)], in_flight=3))) == 8
+    assert peer.max_outstanding == 3  # the peer holds every request until none comes: all in flight are there
+    with Peer(hold=0.5) as peer, Client(peer.address, timeout=5) as client, deadline():
+        assert len(list(client.recognize_many([marked(v) for v in range(3)]))) == 3
+    assert peer.max_outstanding == 3  # fewer images than the default of 4: all at once
+
+
+def test_the_default_keeps_four_in_flight():
+    with Peer(hold=0.5) as peer, Client(peer.address, timeout=5) as client, deadline():
+        assert len(list(client.recognize_many([marked(v) for v in range(6)]))) == 6
+    assert peer.max_outstanding == 4
+
+
+def test_each_request_carries_its_options_and_a_distinct_id():
+    with Peer() as peer, Client(peer.address, timeout=5, wire="png") as client, deadline():
+        list(client.recognize_many([marked(1), marked(2)], annotate=False, tolerance=0.45))
+        list(client.recognize_many([marked(3)]))
+    headers = sorted((r.header for r in peer.received), key=lambda h: h["id"])
+    assert [h["encoding"] for h in headers] == ["png"] * 3
+    first, second, third = sorted(peer.received, key=lambda r: r.marker)
+    assert (first.header["annotate"], first.header["tolerance"]) == (False, 0.45)
+    assert (second.header["annotate"], second.header["tolerance"]) == (False, 0.45)
+    assert third.header["annotate"] is True and "tolerance" not in third.header
+    assert first.id != second.id
+
+
+def test_an_item_that_is_an_exception_keeps_its_place():
+    unreadable = OSError("cannot read b.jpg")
+    with Peer() as peer, Client(peer.address, timeout=5) as client, deadline():
+        results = list(client.recognize_many([marked(1), unreadable, marked(3), ValueError("x")]))
+    assert names(results)[:3] == ["frame1", unreadable, "frame3"]
+    assert isinstance(results[3], ValueError) and len(results) == 4
+    assert sorted(r.marker for r in peer.received) == [1, 3]  # exceptions are not sent
+
+
+def test_only_exceptions_and_no_images_at_all():
+    with Peer() as peer, Client(peer.address, timeout=5) as client, deadline():
+        errors = [OSError("a"), OSError("b")]
+        assert list(client.recognize_many(errors)) == errors
+        assert list(client.recognize_many([])) == []
+    assert peer.received == []
+
+
+def refuse_odd(request) -> list[bytes]:
+    if request.marker % 2:
+        return protocol.pack_error("bad_image", f"odd {request.marker}", request.id)
+    return recognized(request)
+
+
+def test_a_refused_image_yields_its_server_error_in_its_place():
+    with Peer(answer=refuse_odd) as peer, Client(peer.address, timeout=5) as client, deadline():
+        results = list(client.recognize_many([marked(v) for v in range(4)]))
+    assert names(results[0::2]) == ["frame0", "frame2"]
+    assert all(isinstance(r, ServerError) for r in results[1::2])
+    assert [(r.code, str(r)) for r in results[1::2]] == [("bad_image", "bad_image: odd 1"),
+                                                        ("bad_image", "bad_image: odd 3")]
+    assert len(peer.received) == 4
+
+
+def test_duplicate_late_and_stray_replies_are_dropped():
+    with Peer(duplicates=True, noise=True) as peer, Client(peer.address, timeout=5) as client, deadline():
+        results = list(client.recognize_many([marked(v) for v in range(6)], in_flight=3))
+    assert names(results) == [f"frame{v}" for v in range(6)]
+    assert len(peer.received) == 6
+
+
+def test_a_request_left_unanswered_is_resent_and_the_order_kept():
+    first_try_of_1 = lambda request, attempt: request.marker == 1 and attempt == 1  # noqa: E731
+    with Peer(ignore=first_try_of_1) as peer, Client(peer.address, timeout=0.5, retries=2) as client, deadline():
+        results = list(client.recognize_many([marked(v) for v in range(4)], in_flight=4))
+    assert names(results) == ["frame0", "frame1", "frame2", "frame3"]
+    assert peer.count(_id_of(peer, 1)) >= 2
+
+
+def _id_of(peer: Peer, marker: int):
+    [request_id] = {r.id for r in peer.received if r.marker == marker}
+    return request_id
+
+
+# --- the Pipeline itself --------------------------------------------------------------------------
+
+@pytest.fixture
+def context():
+    context = zmq.Context()
+    yield context
+    context.term()
+
+
+def pipeline_to(context: zmq.Context, address: str, timeout: float = 5.0, retries: int = 2) -> Pipeline:
+    return Pipeline(context, address, timeout, retries)
+
+
+def test_pipeline_receive_returns_each_reply_under_its_request_id(context):
+    with Peer(hold=0.2) as peer, deadline():
+        pipeline = pipeline_to(context, peer.address)
+        try:
+            for request_id, value in ((7, 70), (8, 80), (9, 90)):
+                pipeline.send(request_id, protocol.pack_request("recognize", marked(value), id=request_id))
+            assert len(pipeline) == 3
+            got = {}
+            while pipeline:
+                request_id, frames = pipeline.receive()
+                body, _ = protocol.unpack_reply(frames)
+                got[request_id] = body["faces"][0]["name"]
+            assert got == {7: "frame70", 8: "frame80", 9: "frame90"} and len(pipeline) == 0
+        finally:
+            pipeline.close()
+
+
+def test_pipeline_gives_up_after_retries_plus_one_attempts(context):
+    never = lambda request, attempt: True  # noqa: E731
+    with Peer(ignore=never) as peer, deadline():
+        pipeline = pipeline_to(context, peer.address, timeout=0.3, retries=2)
+        try:
+            pipeline.send(5, protocol.pack_request("recognize", marked(5), id=5))
+            with pytest.raises(ServerUnavailable) as gone:
+                pipeline.receive()
+        finally:
+            pipeline.close()
+        assert "3 attempt(s)" in str(gone.value) and peer.address in str(gone.value)
+        assert wait_until(lambda: peer.count(5) >= 3) and peer.count(5) == 3
+
+
+def test_pipeline_resends_every_pending_request_after_a_timeout(context):
+    late = lambda request, attempt: attempt == 1  # noqa: E731
+    with Peer(ignore=late) as peer, deadline():
+        pipeline = pipeline_to(context, peer.address, timeout=2.0, retries=1)
+        try:
+            pipeline.send(1, protocol.pack_request("recognize", marked(1), id=1))
+            pipeline.send(2, protocol.pack_request("recognize", marked(2), id=2))
+            replies = sorted(pipeline.receive()[0] for _ in range(2))
+        finally:
+            pipeline.close()
+        assert replies == [1, 2]
+        assert peer.count(1) == peer.count(2) == 2  # one timeout: every pending request resent once
