@@ -86,13 +86,15 @@ class Peer:
 
     `ignore(request, attempt)` -> True drops that attempt (attempts count from 1 per id, or per
     marker for requests without an id). `answer(request)` makes the reply frames. With
-    `duplicates`, every reply is sent twice; with `noise`, a reply to an id nobody asked for and
-    a message without the empty delimiter go out before each batch.
+    `duplicates`, every reply is sent twice; with `noise`, a reply to an id nobody asked for, a
+    message that is not JSON, and, before each reply, an impostor reply to the same id without the
+    empty delimiter go out too. `secure` sets up the socket (say, as a CURVE server) before it binds.
     """
 
     def __init__(self, answer: Callable[[Request], list[bytes]] = recognized, batch: int | None = None,
                  hold: float = 0.2, ignore: Callable[[Request, int], bool] = lambda request, attempt: False,
-                 duplicates: bool = False, noise: bool = False):
+                 duplicates: bool = False, noise: bool = False,
+                 secure: Callable[[zmq.Socket], None] | None = None):
         self.answer, self.batch, self.hold, self.ignore = answer, batch, hold, ignore
         self.duplicates, self.noise = duplicates, noise
         self.received: list[Request] = []
@@ -102,6 +104,8 @@ class Peer:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if secure:
+            secure(self.socket)
         port = self.socket.bind_to_random_port("tcp://127.0.0.1")
         self.address = f"tcp://127.0.0.1:{port}"
         self.stopping = threading.Event()
@@ -152,9 +156,11 @@ class Peer:
         if self.noise:
             identity = requests[0].identity
             self.socket.send_multipart([identity, b"", *protocol.pack_reply({"op": "recognize", "id": 10**6})])
-            self.socket.send_multipart([identity, b"no delimiter", b"{}"])
             self.socket.send_multipart([identity, b"", b"not json"])
         for request in requests:
+            if self.noise:
+                impostor = protocol.pack_reply({"op": "recognize", "id": request.id, "faces": [{"name": "impostor"}]})
+                self.socket.send_multipart([request.identity, b"no delimiter", *impostor])
             reply = [request.identity, b"", *self.answer(request)]
             self.outstanding -= 1
             for _ in range(2 if self.duplicates else 1):

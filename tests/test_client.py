@@ -3,11 +3,16 @@ returns, and that it resends after a timeout and then gives up."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import pytest
+import zmq
 
 from facewire import protocol
 from facewire.client import Client, Result, ServerError, ServerUnavailable
+from facewire.keys import ClientKeys, ServerKeys
 
 from .peers import Peer, deadline, marked, recognized, wait_until
 
@@ -60,6 +65,7 @@ def test_recognize_returns_faces_timings_and_the_image(wire):
     assert result.faces[0]["track"] == "token0" and result.timings_ms == {"total": 1.0}
     np.testing.assert_array_equal(result.image, image)
     seen = [r.header for r in peer.received]
+    assert all(h.get("encoding", "raw") == wire for h in seen)
     assert seen[0]["annotate"] is True and "tolerance" not in seen[0]
     assert (seen[1]["annotate"], seen[1]["tolerance"]) == (False, 0.5)
     assert plain.names == ["frame0"]
@@ -114,3 +120,37 @@ def test_the_client_still_works_after_giving_up():
         with pytest.raises(ServerUnavailable):
             client.gallery_op("list")
         assert client.ping()["op"] == "ping"
+
+
+def test_giving_up_is_logged_attempt_by_attempt(caplog):
+    never = lambda request, attempt: True  # noqa: E731
+    with Peer(ignore=never, hold=0) as peer, Client(peer.address, timeout=0.2, retries=1) as client, deadline():
+        with caplog.at_level(logging.WARNING, logger="facewire.client"), pytest.raises(ServerUnavailable):
+            client.ping()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"no reply from {peer.address} in 0.2 s (attempt 1 of 2)",
+        f"no reply from {peer.address} in 0.2 s (attempt 2 of 2)"]
+
+
+def test_the_defaults_wait_20_seconds_and_retry_twice():
+    with Client("tcp://127.0.0.1:9") as client:
+        assert (client.timeout_ms, client.retries, client.wire, client.keys) == (20_000, 2, "raw", None)
+    with Client("tcp://127.0.0.1:9", timeout=2.5) as client:
+        assert client.timeout_ms == 2500
+
+
+def curve_pair():
+    server_public, server_secret = zmq.curve_keypair()
+    client_public, client_secret = zmq.curve_keypair()
+    server = ServerKeys(server_public, server_secret, Path("unused"))
+    return server, ClientKeys(client_public, client_secret, server_public)
+
+
+def test_a_client_with_keys_talks_to_a_curve_server_and_one_without_cannot():
+    server, keys = curve_pair()
+    with Peer(answer=answer_ops, hold=0, secure=server.secure) as peer, deadline():
+        with Client(peer.address, timeout=5, keys=keys) as client:
+            assert client.ping()["version"] == "9.9"
+            assert client.recognize(marked(3)).names == ["frame3"]
+        with Client(peer.address, timeout=0.3, retries=0) as plain, pytest.raises(ServerUnavailable):
+            plain.ping()

@@ -3,11 +3,15 @@ that answers out of order: results in input order, each its own input's; resends
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import zmq
 
 from facewire import protocol
 from facewire.client import Client, Result, ServerError
+from facewire.keys import ClientKeys, ServerKeys
 from facewire.pipeline import Pipeline, ServerUnavailable
 
 from .peers import Peer, deadline, marked, recognized, wait_until
@@ -163,3 +167,39 @@ def test_pipeline_resends_every_pending_request_after_a_timeout(context):
             pipeline.close()
         assert replies == [1, 2]
         assert peer.count(1) == peer.count(2) == 2  # one timeout: every pending request resent once
+
+
+def test_a_server_that_never_answers_is_server_unavailable_after_retries_plus_one_attempts():
+    """Raised, or yielded in the images' places: either way the caller learns the server is gone."""
+    never = lambda request, attempt: True  # noqa: E731
+    with Peer(ignore=never) as peer, Client(peer.address, timeout=0.3, retries=1) as client, deadline():
+        try:
+            outcomes = list(client.recognize_many([marked(1)]))
+        except ServerUnavailable as exc:
+            outcomes = [exc]
+        assert len(outcomes) == 1 and isinstance(outcomes[0], ServerUnavailable)
+        assert str(outcomes[0]) == f"no reply from {peer.address} after 2 attempt(s) of 0.3 s"
+        assert wait_until(lambda: peer.count(0) >= 2) and peer.count(0) == 2
+
+
+def broken_image(request) -> list[bytes]:
+    body = {"ok": True, "op": "recognize", "id": request.id, "faces": [],
+            "image": {"dtype": "uint8", "shape": [4, 6, 3], "encoding": "png"}}
+    return [json.dumps(body).encode(), b"not a png"]
+
+
+def test_a_reply_whose_image_is_broken_is_that_images_error():
+    with Peer(answer=broken_image) as peer, Client(peer.address, timeout=5) as client, deadline():
+        [outcome] = list(client.recognize_many([marked(1)]))
+    assert isinstance(outcome, protocol.ProtocolError) and outcome.code == "bad_reply"
+    assert len(peer.received) == 1  # answered, not resent
+
+
+def test_recognize_many_with_keys_talks_to_a_curve_server():
+    server_public, server_secret = zmq.curve_keypair()
+    public, secret = zmq.curve_keypair()
+    server = ServerKeys(server_public, server_secret, Path("unused"))
+    keys = ClientKeys(public, secret, server_public)
+    with Peer(secure=server.secure) as peer, Client(peer.address, timeout=5, retries=0, keys=keys) as client, \
+            deadline():
+        assert names(client.recognize_many([marked(1), marked(2)])) == ["frame1", "frame2"]
