@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
+import time
 
 import cv2
 import numpy as np
@@ -18,8 +20,9 @@ from facewire import __version__, draw, images, protocol
 from facewire.gallery import Gallery
 from facewire.matching import UNKNOWN
 from facewire.recognize import DetectorSettings, detect_faces, encode_faces
-from facewire.service import Service
+from facewire.service import Service, tracked_matches
 from facewire.store import GalleryStore
+from facewire.track import Tracker, Vouch
 
 from .conftest import REPO_KNOWN, REPO_PROBES
 
@@ -32,8 +35,12 @@ def group() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("service-cache") / "cache.npz"
+def cache(request, tmp_path_factory):
+    """The encoding cache, kept in pytest's cache folder between runs when there is one (its entries are
+    keyed by file content): the mutation run starts many short test sessions."""
+    kept = getattr(request.config, "cache", None)
+    folder = kept.mkdir("facewire-service") if kept else tmp_path_factory.mktemp("service-cache")
+    return folder / "cache.npz"
 
 
 @pytest.fixture
@@ -155,7 +162,8 @@ def test_recognize_names_the_known_face_and_leaves_the_other_unknown(shared_serv
     assert body["timings_ms"]["total"] >= body["timings_ms"]["detect"]
     h, w = group.shape[:2]
     names = ", ".join(f["name"] for f in body["faces"])
-    assert f"recognize {w}x{h}: {names} in " in caplog.text  # the line operators (and test_track) read
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recognize")]
+    assert re.fullmatch(rf"recognize {w}x{h}: {names} in \d+ ms", line)  # what operators (and test_track) read
     assert annotated.shape == group.shape and annotated.dtype == np.uint8
 
 
@@ -215,7 +223,8 @@ def test_a_picture_without_faces(shared_service, caplog):
     with caplog.at_level(logging.INFO, logger="facewire.service"):
         body, image = ask(shared_service, "recognize", coffee)
     assert body["faces"] == [] and image is not None
-    assert f"recognize {coffee.shape[1]}x{coffee.shape[0]}: no face in " in caplog.text
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recognize")]
+    assert re.fullmatch(rf"recognize {coffee.shape[1]}x{coffee.shape[0]}: no face in \d+ ms", line)
 
 
 class FixedStore:
@@ -256,3 +265,56 @@ def test_an_empty_gallery_knows_nobody():
     service = Service(FixedStore([], np.empty((0, 128))))
     body, _ = ask(service, "recognize", images.read_image(REPO_PROBES / "group_small_faces.jpg"), annotate=False)
     assert [(f["name"], f["distance"], f["confidence"]) for f in body["faces"]] == [(UNKNOWN, None, 0.0)] * 2
+
+
+def test_timings_are_milliseconds_with_two_decimals_and_add_up(shared_service, group):
+    started = time.perf_counter()
+    body, _ = ask(shared_service, "recognize", group)
+    wall_ms = (time.perf_counter() - started) * 1000
+    timings = body["timings_ms"]
+    assert all(isinstance(v, float) and v == round(v, 2) for v in timings.values()), timings
+    assert timings["detect"] > 0 and timings["encode"] > 1  # detecting and encoding two faces take time
+    laps = timings["detect"] + timings["encode"] + timings["match"] + timings["draw"]
+    assert laps - 0.05 <= timings["total"] <= wall_ms
+
+
+# --- tracking: which token vouches for which face -----------------------------------------------
+
+def vouch(name: str, box, tolerance: float = 0.6, seen: float = 1000.0) -> Vouch:
+    return Vouch(name, 0.3, box, tolerance, seen)
+
+
+def test_each_box_takes_the_token_that_overlaps_it_most():
+    tracker = Tracker(clock=lambda: 1000.0)
+    box = (0, 100, 100, 0)
+    near, nearer = (0, 100, 100, 30), (0, 100, 100, 10)  # IoU 0.7 and 0.9 with the box
+    tokens = [tracker.issue(vouch("near", near)), tracker.issue(vouch("nearer", nearer)),
+              tracker.issue(vouch("far", (500, 600, 600, 500)))]
+    [found] = tracked_matches([box], tokens, 0.6, tracker)
+    assert found.name == "nearer"
+    [found] = tracked_matches([box], tokens[::-1], 0.6, tracker)
+    assert found.name == "nearer"
+
+
+def test_an_overlap_of_exactly_half_is_enough_and_less_is_not():
+    tracker = Tracker(clock=lambda: 1000.0)
+    box = (0, 100, 100, 0)
+    half = tracker.issue(vouch("half", (0, 100, 50, 0)))  # IoU exactly 0.5
+    assert tracked_matches([box], [half], 0.6, tracker)[0].name == "half"
+    less = tracker.issue(vouch("less", (0, 100, 49, 0)))
+    assert tracked_matches([box], [less], 0.6, tracker) == [None]
+    assert tracked_matches([box], [], 0.6, tracker) == [None] and tracked_matches([], [half], 0.6, tracker) == []
+
+
+def test_a_tracked_face_gets_a_token_for_where_it_is_now(group):
+    now = [1_000_000.0]
+    store = FixedStore(["x"], [np.full(128, 5.0)])
+    service = Service(store, tracker=Tracker(clock=lambda: now[0]))
+    [box, *_] = detect_faces(group, SETTINGS)
+    top, right, bottom, left = box
+    shifted = (top + 2, right + 2, bottom + 2, left + 2)  # where the face was in the last frame
+    token = service.tracker.issue(Vouch("grace_hopper", 0.3, shifted, 0.6, now[0] - 1))
+    body, _ = ask(service, "recognize", group, annotate=False, track=[token])
+    [face] = [f for f in body["faces"] if tuple(f["box"]) == box]
+    assert face["tracked"] is True and face["name"] == "grace_hopper" and face["distance"] == 0.3
+    assert service.tracker.verify(face["track"]) == Vouch("grace_hopper", 0.3, box, 0.6, now[0] - 1)
