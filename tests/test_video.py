@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import zmq
 
 from facewire import protocol, video
-from facewire.client import Client, ServerError
+from facewire.client import Client, ServerError, ServerUnavailable
+from facewire.keys import ClientKeys, ServerKeys
 from facewire.process import ServerProcess
 from facewire.service import tracked_matches
 from facewire.track import Tracker, Vouch
 from facewire.video import KEYFRAME, FrameSource, Meter, overlay_fps, stream
 
 from .conftest import run_client
-from .peers import Peer, deadline, marked, recognized
+from .peers import Peer, deadline, marked, recognized, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +279,62 @@ def test_the_fps_overlay_writes_the_rate_in_white_on_black_in_the_top_left_corne
     changed = np.argwhere((image != 128).any(axis=2))
     assert changed[:, 0].min() >= 5 and changed[:, 0].max() <= 36 and changed[:, 1].min() >= 5
     assert changed[:, 1].max() <= 125
-    assert ((image == 255).all(axis=2)).sum() > 200  # white text
+    assert ((image == 255).all(axis=2)).sum() > 350  # white text, strokes about 2 px wide
     other = overlay_fps(np.full((120, 200, 3), 128, np.uint8), 12.3)
     assert np.array_equal(other, image)  # one decimal place
     assert not np.array_equal(overlay_fps(np.full((120, 200, 3), 128, np.uint8), 12.4), image)
+
+
+def test_stream_keeps_four_frames_in_flight_by_default_and_sends_them_as_the_client_would():
+    with Peer(hold=0.5) as peer:
+        results: list = []
+        with Client(peer.address, timeout=5, wire="png") as client, deadline():
+            results = list(stream(client, Frames(6, results)))
+    assert [r.names for r in results] == [[f"frame{n}"] for n in range(6)]
+    assert peer.max_outstanding == 4
+    assert all(r.header["encoding"] == "png" for r in peer.received)
+
+
+class Hiccup(Frames):
+    """A source that has nothing once (the end, as far as stream knows), then would have more."""
+
+    def __init__(self, results: list):
+        super().__init__(2, results)
+        self.resumed = False
+
+    def next(self):
+        frame = super().next()
+        if frame is None and not self.resumed:
+            self.resumed, self.left = True, [9]
+        return frame
+
+
+def test_the_stream_ends_at_the_first_missing_frame():
+    with Peer() as peer:
+        results: list = []
+        with Client(peer.address, timeout=5) as client, deadline():
+            results = list(stream(client, Hiccup(results)))
+    assert [r.names for r in results] == [["frame0"], ["frame1"]]
+    assert sorted(r.marker for r in peer.received) == [0, 1]
+
+
+def test_a_stream_to_a_server_that_never_answers_raises_server_unavailable():
+    never = lambda request, attempt: True  # noqa: E731
+    with Peer(ignore=never) as peer:
+        with Client(peer.address, timeout=0.3, retries=1) as client, deadline(), \
+                pytest.raises(ServerUnavailable) as gone:
+            list(stream(client, Frames(1, [])))
+        assert str(gone.value) == f"no reply from {peer.address} after 2 attempt(s) of 0.3 s"
+        assert wait_until(lambda: peer.count(0) >= 2) and peer.count(0) == 2
+
+
+def test_a_stream_with_keys_talks_to_a_curve_server():
+    server_public, server_secret = zmq.curve_keypair()
+    public, secret = zmq.curve_keypair()
+    server = ServerKeys(server_public, server_secret, Path("unused"))
+    with Peer(secure=server.secure) as peer:
+        results: list = []
+        with Client(peer.address, timeout=5, retries=0, keys=ClientKeys(public, secret, server_public)) as client, \
+                deadline():
+            results = list(stream(client, Frames(2, results)))
+    assert [r.names for r in results] == [["frame0"], ["frame1"]]
