@@ -1,0 +1,78 @@
+"""Summarise a mutmut run: killed / total per module, the survivors, and which of them are listed as equivalent.
+
+Reads mutmut's result files (mutants/facewire/*.py.meta) and tests/mutation_equivalents.txt
+(one `mutant-name  reason` per line). Exit status 1 when a survivor is neither killed nor listed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+KILLED = {1, 3}
+SURVIVED = {0}
+STATUS = {0: "survived", 1: "killed", 3: "killed", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
+          24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", 37: "type check", None: "not checked",
+          -11: "segfault", -9: "segfault"}
+
+
+def load_equivalents(path: Path) -> dict[str, str]:
+    listed = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                name, _, reason = line.partition(" ")
+                listed[name] = reason.strip()
+    return listed
+
+
+def main(root: Path = Path(".")) -> int:
+    equivalents = load_equivalents(root / "tests" / "mutation_equivalents.txt")
+    metas = sorted((root / "mutants").glob("facewire/*.py.meta"))
+    if not metas:
+        print("no mutmut results under mutants/: run scripts/mutation.sh", file=sys.stderr)
+        return 2
+    rows, survivors, others = [], [], []
+    totals = Counter()
+    for meta in metas:
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        module = meta.name.removesuffix(".meta")
+        count = Counter(STATUS.get(code, "suspicious") for code in codes.values())
+        listed = sum(1 for name, code in codes.items() if code in SURVIVED and name in equivalents)
+        rows.append((module, count["killed"], len(codes), listed, count))
+        totals.update(count)
+        totals["total"] += len(codes)
+        totals["listed"] += listed
+        for name, code in sorted(codes.items()):
+            status = STATUS.get(code, "suspicious")
+            if status == "survived":
+                survivors.append(name)
+            elif status != "killed":
+                others.append((name, status))
+    print(f"{'module':<14} {'killed':>7} {'total':>6} {'score':>7}   equivalent survivors listed")
+    for module, killed, total, listed, count in rows:
+        print(f"{module:<14} {killed:>7} {total:>6} {killed / total:>7.1%}   {listed}")
+    print(f"{'all':<14} {totals['killed']:>7} {totals['total']:>6} {totals['killed'] / totals['total']:>7.1%}   "
+          f"{totals['listed']}")
+    unexplained = [name for name in survivors if name not in equivalents]
+    print(f"\nsurviving mutants: {len(survivors)} ({len(survivors) - len(unexplained)} listed as equivalent "
+          f"in tests/mutation_equivalents.txt)")
+    for name in survivors:
+        print(f"  {name}: {equivalents.get(name, 'NOT LISTED: kill it with a test, or list it with a reason')}")
+    if others:
+        print(f"\nneither killed nor survived: {len(others)}")
+        for name, status in others:
+            print(f"  {name}: {status}")
+    stale = sorted(set(equivalents) - set(survivors))
+    if stale:
+        print(f"\nlisted as equivalent but not surviving this run (killed, or renamed): {len(stale)}")
+        for name in stale:
+            print(f"  {name}")
+    return 1 if unexplained or others else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
