@@ -154,3 +154,10 @@ def test_a_client_with_keys_talks_to_a_curve_server_and_one_without_cannot():
             assert client.recognize(marked(3)).names == ["frame3"]
         with Client(peer.address, timeout=0.3, retries=0) as plain, pytest.raises(ServerUnavailable):
             plain.ping()
+
+
+def test_a_reply_without_timings_has_none():
+    bare = lambda request: protocol.pack_reply({"op": "recognize", "faces": []})  # noqa: E731
+    with Peer(answer=bare, hold=0) as peer, Client(peer.address, timeout=5) as client, deadline():
+        result = client.recognize(marked(1), annotate=False)
+    assert result.timings_ms == {} and result.faces == [] and result.image is None

@@ -4,6 +4,7 @@ that answers out of order: results in input order, each its own input's; resends
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,33 @@ def test_recognize_many_with_keys_talks_to_a_curve_server():
     with Peer(secure=server.secure) as peer, Client(peer.address, timeout=5, retries=0, keys=keys) as client, \
             deadline():
         assert names(client.recognize_many([marked(1), marked(2)])) == ["frame1", "frame2"]
+
+
+def test_a_resend_is_logged(context, caplog):
+    late = lambda request, attempt: attempt == 1  # noqa: E731
+    with Peer(ignore=late) as peer, deadline():
+        pipeline = pipeline_to(context, peer.address, timeout=0.5, retries=1)
+        try:
+            pipeline.send(1, protocol.pack_request("recognize", marked(1), id=1))
+            with caplog.at_level(logging.WARNING, logger="facewire.pipeline"):
+                assert pipeline.receive()[0] == 1
+        finally:
+            pipeline.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"no reply from {peer.address} in 0.5 s; reconnecting and resending 1 request(s)"]
+
+
+def test_a_refused_curve_handshake_never_blocks_a_send(context):
+    """A client without the server's key: every attempt is lost, none blocks, and the pipeline gives up."""
+    server_public, server_secret = zmq.curve_keypair()
+    server = ServerKeys(server_public, server_secret, Path("unused"))
+    with Peer(secure=server.secure) as peer, deadline():
+        pipeline = pipeline_to(context, peer.address, timeout=0.3, retries=1)
+        try:
+            for request_id in range(3):
+                pipeline.send(request_id, protocol.pack_request("recognize", marked(request_id), id=request_id))
+            with pytest.raises(ServerUnavailable):
+                pipeline.receive()
+        finally:
+            pipeline.close()
+    assert peer.received == []
