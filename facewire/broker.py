@@ -1,25 +1,26 @@
 """Many workers behind one address: pyzmq's ROUTER/DEALER proxy, and the local worker processes.
 
 Clients talk to the ROUTER (frontend); workers are REP sockets that connect to the
-DEALER (backend), on this host or any other. Local workers are plain subprocesses
-running `server.py --worker --connect BACKEND`, the same command a remote host runs.
+DEALER (backend), on this host or any other. Local workers run what a remote host runs,
+`server.py --worker --connect BACKEND`, but forked from a warm template (forkserver.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
+import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import zmq
 
+from .forkserver import Template, wait_gone
 from .protocol import Limits
 from .server import Secure
-from .transport import FRONTEND_QUEUE, keepalive
+from .transport import bounded_queue, keepalive
 
 log = logging.getLogger(__name__)
 
@@ -34,66 +35,103 @@ MAX_RESTART_DELAY = 30.0
 
 @dataclass
 class _Slot:
-    """One worker's place in the pool: its process (None while backing off) and restart state."""
+    """One worker's place in the pool: its pid (None while none runs) and restart state."""
 
-    process: subprocess.Popen | None = None
+    pid: int | None = None
+    asked: bool = False  # a fork was asked for and its pid is not known yet
     started: float = 0.0
     delay: float = 0.0
     not_before: float = 0.0
 
 
 class WorkerPool:
-    """N local worker subprocesses; `check` replaces any that died, backing off if they die young."""
+    """N local workers forked from one warm template (see forkserver.py).
+
+    `check` replaces any worker that died at once, or after a growing delay if it died
+    young without ever serving; a template that dies is started again the same way.
+    """
 
     def __init__(self, command: Sequence[str], count: int):
         self.command = list(command)
         self.env = {**os.environ, **{k: v for k, v in SINGLE_THREAD_ENV.items() if k not in os.environ}}
         self.slots = [_Slot() for _ in range(count)]
+        self.template: Template | None = None
+        self.spare = _Slot()  # the template's own restart state
         self.check()
 
     def check(self, served: set[int] = frozenset()) -> None:
-        """Notice dead workers and (re)start every worker whose back-off has passed.
-
-        A worker that dies before it ever served (pid not in `served`) and within
-        YOUNG_EXIT_SECONDS is failing to start: it comes back after a growing delay.
-        """
+        """Read what became of the workers, and ask for a worker for every free slot whose back-off passed."""
         now = time.monotonic()
+        self._keep_template(now)
+        if self.template is None:
+            return
+        for kind, pid, value in self.template.events():
+            if kind == "forked":
+                self.slots[value] = replace(self.slots[value], pid=pid, asked=False, started=now)
+                log.info("worker %d started (pid %d)", value, pid)
+            else:
+                self._exited(pid, value, now, served)
         for index, slot in enumerate(self.slots):
-            if slot.process is not None:
-                if slot.process.poll() is None:
-                    continue
-                young = now - slot.started < YOUNG_EXIT_SECONDS and slot.process.pid not in served
-                slot.delay = min(MAX_RESTART_DELAY, max(1.0, 2 * slot.delay)) if young else 0.0
-                slot.not_before = now + slot.delay
-                log.warning("worker %d (pid %d) exited with %s; replacing it%s", index, slot.process.pid,
-                            slot.process.returncode, f" in {slot.delay:.0f} s" if slot.delay else "")
-                slot.process = None
-            if now >= slot.not_before:
-                slot.process = subprocess.Popen(self.command, env=self.env)
-                slot.started = now
-                log.info("worker %d started (pid %d)", index, slot.process.pid)
+            if slot.pid is None and not slot.asked and now >= slot.not_before:
+                slot.asked = True
+                self.template.fork(index)
+
+    def _keep_template(self, now: float) -> None:
+        if self.template is not None and self.template.alive():
+            return
+        if self.template is not None:
+            _back_off(self.spare, now, served=False)
+            log.warning("the worker template (pid %d) exited with %s; starting another%s", self.template.process.pid,
+                        self.template.process.returncode, _later(self.spare))
+            self.template = None
+            self.slots = [_Slot(not_before=slot.not_before, delay=slot.delay) for slot in self.slots]  # its workers go too
+        if now >= self.spare.not_before:
+            self.template = Template(self.command, self.env)
+            self.spare.started = now
+            log.info("worker template started (pid %d)", self.template.process.pid)
+
+    def _exited(self, pid: int, status: int, now: float, served: set[int]) -> None:
+        for index, slot in enumerate(self.slots):
+            if slot.pid == pid:
+                _back_off(slot, now, pid in served)
+                log.warning("worker %d (pid %d) exited with %s; replacing it%s", index, pid, status, _later(slot))
+                slot.pid = None
 
     def pids(self) -> list[int]:
-        return [slot.process.pid for slot in self.slots if slot.process is not None]
+        return [slot.pid for slot in self.slots if slot.pid is not None]
 
     def kill(self, pid: int) -> None:
         """Kill a hung worker; the next `check` replaces it."""
-        for slot in self.slots:
-            if slot.process is not None and slot.process.pid == pid and slot.process.poll() is None:
-                slot.process.kill()
-
+        if pid in self.pids():
+            os.kill(pid, signal.SIGKILL)
 
     def stop(self, grace: float = 10) -> None:
-        processes = [slot.process for slot in self.slots if slot.process is not None]
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """Stop every worker (SIGTERM, then SIGKILL after `grace` seconds), then the template."""
+        pids = set(self.pids())
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        if self.template is not None:
+            for pid in wait_gone(pids, time.monotonic() + grace, self.template.events):
+                _signal(pid, signal.SIGKILL)
+            self.template.stop(grace)
+
+
+def _back_off(slot: _Slot, now: float, served: bool) -> None:
+    """A process that died young without serving comes back after 1, 2, 4... s; any other at once."""
+    young = now - slot.started < YOUNG_EXIT_SECONDS and not served
+    slot.delay = min(MAX_RESTART_DELAY, max(1.0, 2 * slot.delay)) if young else 0.0
+    slot.not_before = now + slot.delay
+
+
+def _later(slot: _Slot) -> str:
+    return f" in {slot.delay:.0f} s" if slot.delay else ""
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 class Watchdog:
@@ -144,12 +182,12 @@ class Proxy:
         self.context = context
         self.frontend = context.socket(zmq.ROUTER)
         self.backend = context.socket(zmq.DEALER)
+        bounded_queue(self.frontend)
+        keepalive(self.backend)
         for socket, secure in ((self.frontend, secure_frontend), (self.backend, secure_backend)):
-            keepalive(socket)
             socket.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
             if secure:
                 secure(socket)
-        self.frontend.setsockopt(zmq.RCVHWM, FRONTEND_QUEUE)  # a bounded queue per client
         self.frontend.bind(frontend)
         self.backend.bind(backend)
         self.control = context.socket(zmq.PAIR)

@@ -104,15 +104,18 @@ class Client:
         self, images: Iterable[np.ndarray | Exception], in_flight: int = 4,
         annotate: bool = True, tolerance: float | None = None,
     ) -> Iterator[Result | Exception]:
-        """Results for many images, in input order, with up to `in_flight` requests outstanding.
+        """Exactly one outcome per image, in input order, with up to `in_flight` requests outstanding.
 
         An item that is an Exception (say, a file that could not be read) is passed
-        through in its place; a refused image yields its ServerError.
+        through in its place; a refused image yields its ServerError. Once a request
+        goes unanswered after every retry, the server is taken as gone: every image
+        pending or not yet sent yields a ServerUnavailable, and nothing more is sent.
         """
         options = _options(annotate, tolerance)
         pipeline = Pipeline(self.context, self.server, self.timeout_ms / 1000, self.retries,
                             self.keys.secure if self.keys else None)
         items, done, outcomes, next_out = enumerate(images), False, {}, 0
+        unsent: ServerUnavailable | None = None
         try:
             while True:
                 while not done and len(pipeline) < in_flight:
@@ -121,6 +124,9 @@ class Client:
                         done = True
                     elif isinstance(item, Exception):
                         outcomes[index] = item
+                    elif unsent:
+                        outcomes[index] = unsent
+                        break  # one at a time, so that errors come out as the images are read
                     else:
                         pipeline.send(index, protocol.pack_request("recognize", item, self.wire, id=index, **options))
                 while next_out in outcomes:
@@ -130,7 +136,12 @@ class Client:
                     if done:
                         return
                     continue
-                index, reply = pipeline.receive()
+                try:
+                    index, reply = pipeline.receive()
+                except ServerUnavailable as exc:
+                    outcomes.update(dict.fromkeys(pipeline.abandon(), exc))
+                    unsent = ServerUnavailable(f"not sent: the server is gone ({exc})")
+                    continue
                 outcomes[index] = reply_outcome(reply)
         finally:
             pipeline.close()

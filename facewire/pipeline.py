@@ -93,6 +93,12 @@ class Pipeline:
             pending.deadline = now + self.timeout
             self._send(pending.frames)
 
+    def abandon(self) -> list[int]:
+        """Give up on every pending request (say, after ServerUnavailable): their ids."""
+        ids = list(self.pending)
+        self.pending.clear()
+        return ids
+
     def close(self) -> None:
         self.socket.close(linger=0)
 

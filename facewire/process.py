@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import zmq
 
@@ -24,15 +24,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def answers_ping(address: str, timeout_ms: int = 1000, secure: Callable[[zmq.Socket], None] | None = None) -> bool:
-    """True if a server at `address` answers a ping within the timeout (quietly, one try)."""
+def ping_reply(address: str, timeout_ms: int = 1000,
+               secure: Callable[[zmq.Socket], None] | None = None) -> dict[str, Any] | None:
+    """The body of a server's answer to a ping within the timeout, or None (quietly, one try)."""
     with zmq.Context.instance().socket(zmq.REQ) as socket:
         socket.setsockopt(zmq.LINGER, 0)
         if secure:
             secure(socket)
         socket.connect(address)
         socket.send_multipart(protocol.pack_request("ping"))
-        return bool(socket.poll(timeout_ms)) and socket.recv_multipart() is not None
+        return protocol.unpack_reply(socket.recv_multipart())[0] if socket.poll(timeout_ms) else None
+
+
+def answers_ping(address: str, timeout_ms: int = 1000, secure: Callable[[zmq.Socket], None] | None = None) -> bool:
+    """True if a server at `address` answers a ping within the timeout."""
+    return ping_reply(address, timeout_ms, secure) is not None
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 class ServerProcess:
@@ -65,6 +84,19 @@ class ServerProcess:
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def processes(self) -> list[int]:
+        """The server and every process below it (the worker template and the workers)."""
+        found, todo = [], [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children(pid)
+        return found
+
+    def workers(self) -> list[int]:
+        """The local workers: forked by the template, which the server started."""
+        return [pid for template in children(self.process.pid) for pid in children(template)]
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         """Signal the server and wait for it; kill it if it does not exit in 10 s."""

@@ -14,7 +14,7 @@ import dlib
 import zmq
 
 from .protocol import Limits
-from .transport import FRONTEND_QUEUE, keepalive
+from .transport import bounded_queue
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,8 @@ Secure = Callable[[zmq.Socket], None]
 def _rep(context: zmq.Context, limits: Limits, secure: Secure | None) -> zmq.Socket:
     """A REP socket; frames over the limit drop the peer (ZeroMQ's MAXMSGSIZE)."""
     socket = context.socket(zmq.REP)
-    keepalive(socket)
+    bounded_queue(socket)
     socket.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
-    socket.setsockopt(zmq.RCVHWM, FRONTEND_QUEUE)
     if secure:
         secure(socket)
     return socket

@@ -16,3 +16,20 @@ def keepalive(socket: zmq.Socket) -> None:
     socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
     socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
     socket.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+
+
+def bounded_queue(socket: zmq.Socket) -> None:
+    """A server socket: at most FRONTEND_QUEUE requests queued per peer, and no pings of its own.
+
+    libzmq 4.3 aborts the process (`!_io_error`, stream_engine_base.cpp) when this side's ping
+    timer fires on a connection whose peer left while its queue was full, as a client that timed
+    out does. A peer is still dropped when its own pings stop (their TTL) or its host goes (TCP
+    keepalives); one that hangs with a full queue holds FRONTEND_QUEUE requests, which are served.
+    """
+    keepalive(socket)
+    socket.setsockopt(zmq.HEARTBEAT_IVL, 0)
+    socket.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, HEARTBEAT_IVL_MS // 1000)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_INTVL, HEARTBEAT_IVL_MS // 1000)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_CNT, HEARTBEAT_TIMEOUT_MS // HEARTBEAT_IVL_MS)
+    socket.setsockopt(zmq.RCVHWM, FRONTEND_QUEUE)

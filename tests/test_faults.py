@@ -8,14 +8,14 @@ import signal
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from facewire import images
-from facewire.client import Client
-from facewire.process import ServerProcess, free_port
+from facewire.client import Client, ServerUnavailable
+from facewire.process import ServerProcess, answers_ping, free_port
 
 from .conftest import REPO_PROBES
-from .test_scaling import children
 
 PROBES = ["grace_hopper.jpg", "group_small_faces.jpg", "no_face.jpg"]
 EXPECTED = {"grace_hopper.jpg": ["grace_hopper"], "group_small_faces.jpg": ["Unknown", "grace_hopper"],
@@ -45,7 +45,7 @@ def test_200_requests_from_4_clients_survive_killed_and_hung_workers(repo_galler
         killed, stopped, chooser = 0, None, random.Random(7)
         while any(thread.is_alive() for thread in clients):
             time.sleep(chooser.uniform(1.0, 2.0))
-            workers = [pid for pid in children(server.process.pid) if pid != stopped]
+            workers = [pid for pid in server.workers() if pid != stopped]
             if not workers:
                 continue
             victim = chooser.choice(workers)
@@ -89,8 +89,8 @@ def test_clients_carry_on_across_a_server_restart(repo_gallery, tmp_path):
 
 def test_workers_stop_when_their_broker_is_killed(repo_gallery, tmp_path):
     server = ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "2")
-    workers = children(server.process.pid)
-    assert len(workers) == 2
+    workers = server.processes()[1:]
+    assert len(workers) == 3  # the template and its two workers
     server.process.kill()
     server.process.wait()
     deadline = time.monotonic() + 10
@@ -100,3 +100,22 @@ def test_workers_stop_when_their_broker_is_killed(repo_gallery, tmp_path):
     alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")
              and open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
     assert alive == [], "orphaned workers outlived their broker"
+
+
+def test_clients_giving_up_on_a_busy_server_do_not_crash_it(repo_gallery, tmp_path):
+    """A client that times out closes its socket with requests still queued at the server.
+
+    libzmq 4.3 aborts (`!_io_error`, stream_engine_base.cpp) if a heartbeat timer then fires on
+    that connection on the server's side; a timed-out client must cost the server nothing.
+    """
+    picture = images.read_image(REPO_PROBES / "grace_hopper.jpg")
+    big = np.ascontiguousarray(np.tile(picture, (3, 3, 1)))  # nine faces: a busy second or so each
+    with ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "1") as server:
+        with Client(server.address, timeout=0.3, retries=4) as client:
+            outcomes = list(client.recognize_many([big] * 12, in_flight=8, annotate=False))
+        assert any(isinstance(outcome, ServerUnavailable) for outcome in outcomes)  # it did give up
+        deadline = time.monotonic() + 120
+        while server.alive() and not answers_ping(server.address) and time.monotonic() < deadline:
+            pass
+        assert server.alive(), server.log()
+        assert answers_ping(server.address, 30_000), server.log()

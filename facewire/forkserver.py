@@ -1,0 +1,171 @@
+"""Workers forked from a warm template, so that a dead worker is replaced in milliseconds.
+
+The broker starts one template process: a worker's command line plus `--template`. It
+imports dlib and loads the models, and computes nothing: dlib and OpenCV start thread
+pools the first time they detect or resize, and a process with threads must not fork
+(a child's copy of a pool has no threads, and waits for them forever). Work that needs
+them before the first fork (encoding a cold gallery) runs in a child of its own
+(`in_child`). The template creates no ZeroMQ context either. It forks a worker for each
+"fork" line the broker writes to its stdin, and tells the broker on its stdout:
+
+    forked PID            a worker was forked (in the order the forks were asked for)
+    exited PID STATUS     a worker ended (STATUS as subprocess.Popen.returncode has it)
+
+The worker creates its ZeroMQ context after the fork, connects and serves. When the broker
+goes, the template sees its stdin close and ends; its workers then see their parent gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from typing import Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+def in_child(work: Callable[[], None]) -> int:
+    """Run `work` in a forked child and wait for it: its exit status."""
+    pid = os.fork()
+    if pid == 0:
+        _run_child(work)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def serve_forks(start_worker: Callable[[], None]) -> None:
+    """The template's loop: fork a worker for each "fork" line on stdin, report, end at EOF.
+
+    `start_worker` runs in each forked child, which then exits. A child's exit wakes the
+    loop at once (SIGCHLD).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the broker, which stops the workers
+    wake, woken = os.pipe()
+    for fd in (wake, woken):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(woken)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: set[int] = set()
+    pending = b""
+    while True:
+        readable, _, _ = select.select([sys.stdin.fileno(), wake], [], [])
+        if wake in readable:
+            os.read(wake, 4096)
+            _report_exits(children)
+        if sys.stdin.fileno() not in readable:
+            continue
+        chunk = os.read(sys.stdin.fileno(), 4096)
+        if not chunk:
+            return
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line.strip() == b"fork":
+                pid = os.fork()
+                if pid == 0:
+                    signal.set_wakeup_fd(-1)
+                    os.close(wake)
+                    os.close(woken)
+                    _run_child(start_worker)
+                children.add(pid)
+                _say(f"forked {pid}")
+
+
+def _report_exits(children: set[int]) -> None:
+    while children:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            return
+        children.discard(pid)
+        _say(f"exited {pid} {os.waitstatus_to_exitcode(status)}")
+
+
+def _say(line: str) -> None:
+    os.write(sys.stdout.fileno(), f"{line}\n".encode())
+
+
+def _run_child(start_worker: Callable[[], None]) -> None:
+    """In a forked worker: leave the broker's pipe alone, serve, and exit without returning."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, sys.stdin.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    code = 0
+    try:
+        start_worker()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - a worker's crash is logged, and its exit status says so
+        log.exception("worker failed")
+        code = 1
+    finally:
+        logging.shutdown()
+    os._exit(code)
+
+
+class Template:
+    """The broker's handle on a template process: ask for forks, read what became of them."""
+
+    def __init__(self, command: Sequence[str], env: dict[str, str]):
+        self.process = subprocess.Popen([*command, "--template"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        env=env)
+        os.set_blocking(self.process.stdout.fileno(), False)
+        self.asked: deque[int] = deque()  # slot indexes waiting for their "forked" line, in order
+        self.buffer = b""
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def fork(self, slot: int) -> None:
+        """Ask for a worker for `slot`; `events` gives its pid once it exists."""
+        self.asked.append(slot)
+        try:
+            self.process.stdin.write(b"fork\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the template died: the pool notices and starts another
+
+    def events(self) -> list[tuple[str, int, int]]:
+        """("forked", pid, slot) and ("exited", pid, status) since the last call."""
+        try:
+            self.buffer += self.process.stdout.read() or b""
+        except (BlockingIOError, ValueError):
+            pass
+        *lines, self.buffer = self.buffer.split(b"\n")
+        found = []
+        for line in lines:
+            word, *numbers = line.decode().split()
+            if word == "forked":
+                found.append(("forked", int(numbers[0]), self.asked.popleft()))
+            elif word == "exited":
+                found.append(("exited", int(numbers[0]), int(numbers[1])))
+        return found
+
+    def stop(self, grace: float) -> None:
+        """Close its stdin (it then ends) and wait; kill it after `grace` seconds."""
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_gone(pids: set[int], deadline: float, events: Callable[[], list[tuple[str, int, int]]]) -> set[int]:
+    """Wait until every pid in `pids` has exited (as `events` reports) or `deadline` passes; the rest."""
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        for kind, pid, _ in events():
+            if kind == "exited":
+                left.discard(pid)
+        if left:
+            time.sleep(0.05)
+    return left
