@@ -31,13 +31,16 @@ def deadline(seconds: float = WAIT) -> Iterator[None]:
     def expire(*_: object) -> None:
         raise TimeoutError(f"still waiting after {seconds} s")
 
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:  # an enclosing alarm (say, pytest-timeout's): set it again for the time it has left
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
 
 
 def marked(value: int, shape: tuple[int, ...] = (4, 6, 3)) -> np.ndarray:

@@ -234,3 +234,62 @@ def test_a_refused_curve_handshake_never_blocks_a_send(context):
         finally:
             pipeline.close()
     assert peer.received == []
+
+
+# --- a server gone for good: exactly one outcome per image ----------------------------------------
+
+def test_once_the_server_is_gone_every_image_still_gets_exactly_one_outcome():
+    """Images 2 and 3 are pending when the server stops answering: both yield the ServerUnavailable
+    that ended them; an unreadable item keeps its own error; image 5, never sent, yields "not sent"."""
+    gone_from_2 = lambda request, attempt: request.marker >= 2  # noqa: E731
+    unreadable = OSError("cannot read e.jpg")
+    items = [marked(0), marked(1), marked(2), marked(3), unreadable, marked(5)]
+    with Peer(ignore=gone_from_2, hold=0) as peer, Client(peer.address, timeout=0.3, retries=1) as client, \
+            deadline():
+        outcomes = list(client.recognize_many(items, in_flight=2))
+        assert wait_until(lambda: peer.count(_id_of(peer, 3)) >= 2)
+    assert len(outcomes) == 6 and names(outcomes[:2]) == ["frame0", "frame1"]
+    assert isinstance(outcomes[2], ServerUnavailable) and outcomes[3] is outcomes[2]
+    given_up = f"no reply from {peer.address} after 2 attempt(s) of 0.3 s"
+    assert str(outcomes[2]) == given_up
+    assert outcomes[4] is unreadable
+    assert isinstance(outcomes[5], ServerUnavailable)
+    assert str(outcomes[5]) == f"not sent: the server is gone ({given_up})"
+    assert sorted(r.marker for r in peer.received) == [0, 1, 2, 2, 3, 3]  # nothing sent after giving up
+
+
+def test_once_the_server_is_gone_each_later_image_is_answered_as_it_is_read():
+    """Images that will never be sent are not read ahead: each outcome comes out before the next image is read
+    (a folder of thousands reports at once, not after reading them all)."""
+    never = lambda request, attempt: True  # noqa: E731
+    read: list[int] = []
+    seen: list[int] = []
+
+    def images():
+        for value in range(4):
+            read.append(value)
+            yield marked(value)
+
+    with Peer(ignore=never, hold=0) as peer, Client(peer.address, timeout=0.2, retries=0) as client, deadline():
+        for outcome in client.recognize_many(images(), in_flight=1):
+            assert isinstance(outcome, ServerUnavailable)
+            seen.append(len(read))
+    assert seen == [2, 2, 3, 4]  # image 1 is read before image 0's outcome is given, then one by one
+    assert [r.marker for r in peer.received] == [0]
+
+
+def test_abandon_gives_the_pending_ids_and_their_late_replies_are_dropped(context):
+    with Peer(hold=0.3) as peer, deadline():
+        pipeline = pipeline_to(context, peer.address)
+        try:
+            for request_id in (4, 2, 9):
+                pipeline.send(request_id, protocol.pack_request("recognize", marked(request_id), id=request_id))
+            assert pipeline.abandon() == [4, 2, 9]
+            assert len(pipeline) == 0 and not pipeline
+            assert wait_until(lambda: len(peer.received) == 3 and peer.outstanding == 0)  # all three answered
+            pipeline.send(7, protocol.pack_request("recognize", marked(7), id=7))
+            request_id, frames = pipeline.receive()  # the replies to 4, 2 and 9 come first: none is returned
+            assert request_id == 7 and protocol.unpack_reply(frames)[0]["faces"][0]["name"] == "frame7"
+            assert pipeline.abandon() == [] and len(pipeline) == 0
+        finally:
+            pipeline.close()
