@@ -73,6 +73,8 @@ def test_a_distance_exactly_at_the_tolerance_is_a_match_and_just_beyond_is_not()
     known = gallery((0.5,))
     [exact] = match_faces(np.array([at(0.0)]), known, ["ann"], 0.5)
     assert exact == Match("ann", 0.5, 0.5)
+    [exact] = match_faces(np.array([at(0.5)]), gallery((0.0,)), ["ann"], 0.5)  # the face at 0.5 e1, the photo at 0
+    assert exact == Match("ann", 0.5, 0.5)
     [beyond] = match_faces(np.array([at(0.0)]), known, ["ann"], math.nextafter(0.5, 0))
     assert beyond.name == UNKNOWN and beyond.distance == 0.5
 
