@@ -1,6 +1,8 @@
 """Unit tests of frame validation: every malformed request is refused with a clear code."""
 
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -170,6 +172,23 @@ def test_compressed_images_are_checked_against_the_pixel_limit_before_decoding()
         assert (error.code, error.message) == ("too_large", f"{encoding} image of 10x10 pixels exceeds the limit of 99")
 
 
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG of only its header chunks: the size it declares, and no pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(
+        b"IEND", b"")
+
+
+def test_a_compressed_image_declaring_an_enormous_size_is_too_large_even_without_a_pixel_limit():
+    """A decompression bomb is refused from its header, as too large (not as a broken image)."""
+    frames = [header(op="recognize", encoding="png"), png_declaring(100_000, 100_000)]
+    error = refused(frames, Limits(max_pixels=2**62))
+    assert (error.code, error.message) == ("too_large", "png image declares an enormous size")
+    truncated = refused([header(op="recognize", encoding="png"), png_declaring(20, 10)])
+    assert (truncated.code, truncated.message) == ("bad_image", "png image is corrupt or truncated")
+
 # --- ids --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("request_id", ["", "a" * 128, 0, -1, 2**63 - 1, -(2**63 - 1), "Zoë"])
@@ -335,3 +354,10 @@ def test_classic_replies_are_dtype_shape_and_pixels():
     image = np.arange(6, dtype=np.uint8).reshape(1, 2, 3)
     frames = protocol.pack_classic(image)
     assert json.loads(frames[0]) == {"dtype": "uint8", "shape": [1, 2, 3]} and bytes(frames[1]) == image.tobytes()
+
+
+def test_a_protocol_error_carries_its_code_message_and_request_id():
+    error = ProtocolError("bad_shape", "shape must be a list", "r-9")
+    assert (error.code, error.message, error.request_id, str(error)) == ("bad_shape", "shape must be a list", "r-9",
+                                                                         "shape must be a list")
+    assert ProtocolError("bad_request", "empty message").request_id is None
