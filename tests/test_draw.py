@@ -206,3 +206,64 @@ def test_captions_never_overlap_nor_leave_the_image(picture):
     assert_apart_and_inside(captions, height, width)
     assert not labels or captions[0]  # the first caption always finds a place
     draw.annotate(np.zeros((height, width, 3), np.uint8), labels)
+
+
+# Exact drawing: box lines, and each caption as Pillow draws its text, PAD pixels in, on one baseline.
+
+def edge_rows(image: np.ndarray, column: int, colour) -> list[int]:
+    return np.where((image[:, column] == colour).all(axis=1))[0].tolist()
+
+
+@pytest.mark.parametrize("height, width, rows", [
+    (200, 300, [99, 100, 101]),  # thickness 2 (OpenCV draws it 3 rows wide)
+    (625, 2000, [99, 100, 101]),  # 625 / 250 = 2.5, which rounds to 2
+    (626, 2000, [98, 99, 100, 101, 102]),  # just over: thickness 3, from the short side (not the long one)
+])
+def test_box_lines_are_2_px_up_to_a_short_side_of_625_px_then_thicker(height, width, rows):
+    image = draw.annotate(np.zeros((height, width, 3), np.uint8), [draw.Label((100, 250, 150, 50), "", False)])
+    assert edge_rows(image, 120, draw.UNKNOWN_BGR)[:len(rows)] == rows  # the top edge, at row 100
+    assert edge_rows(image, 120, draw.UNKNOWN_BGR)[len(rows)] > 140
+
+
+def pillow_strip(pieces: list[tuple[str, bool]], size: int, fill) -> np.ndarray:
+    """The caption an independent drawing gives: each run in its font, side by side on one baseline
+    PAD pixels in, white on `fill`, the strip PAD pixels larger than the text all round."""
+    from PIL import Image, ImageDraw
+
+    fonts = [draw.font(size, wide) for _, wide in pieces]
+    ascent = max(f.getmetrics()[0] for f in fonts)
+    descent = max(f.getmetrics()[1] for f in fonts)
+    width = int(sum(f.getlength(text) for (text, _), f in zip(pieces, fonts))) + 2 * draw.PAD
+    canvas = Image.new("RGB", (width, ascent + descent + 2 * draw.PAD), fill)
+    pen, x = ImageDraw.Draw(canvas), float(draw.PAD)
+    for (text, _), f in zip(pieces, fonts):
+        pen.text((x, draw.PAD + ascent), text, font=f, fill=draw.TEXT_BGR, anchor="ls")
+        x += f.getlength(text)
+    return np.asarray(canvas)
+
+
+def test_each_caption_is_its_name_in_white_padded_on_a_strip_of_its_box_colour():
+    labels = [draw.Label((20, 120, 100, 20), "Ann 0.31", True), draw.Label((20, 280, 100, 180), "Unknown", False)]
+    image = draw.annotate(np.zeros((200, 300, 3), np.uint8), labels)
+    for label, c, fill in zip(labels, draw.layout_captions(labels, 200, 300), (draw.KNOWN_BGR, draw.UNKNOWN_BGR)):
+        assert (c.x, c.y) == (label.box[3], label.box[2])  # under its box
+        expected = pillow_strip([(label.text, False)], c.size, fill)
+        assert (c.h, c.w) == expected.shape[:2]
+        np.testing.assert_array_equal(image[c.y:c.y + c.h, c.x:c.x + c.w], expected)
+
+
+@pytest.mark.skipif(not Path(draw.WIDE_FONT_FILES[0]).exists(), reason="needs fonts-droid-fallback")
+def test_a_mixed_script_caption_draws_its_runs_side_by_side_on_one_baseline():
+    label = draw.Label((20, 220, 100, 20), "Zoë 王小明 0.31", True)
+    image = draw.annotate(np.zeros((200, 300, 3), np.uint8), [label])
+    [c] = draw.layout_captions([label], 200, 300)
+    expected = pillow_strip([("Zoë ", False), ("王小明", True), (" 0.31", False)], c.size, draw.KNOWN_BGR)
+    assert (c.h, c.w) == expected.shape[:2]
+    np.testing.assert_array_equal(image[c.y:c.y + c.h, c.x:c.x + c.w], expected)
+
+
+def test_a_name_on_several_lines_is_drawn_on_one():
+    assert [piece for piece, _ in draw.runs("Ann\nLee\r\n0.31", 12)] == ["Ann Lee 0.31"]
+    one, two = (draw.layout_captions([draw.Label((20, 120, 100, 20), text, True)], 200, 300)[0]
+                for text in ("Ann\nLee", "Ann Lee"))
+    assert one == two
