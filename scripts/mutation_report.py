@@ -37,43 +37,54 @@ def main(root: Path = Path(".")) -> int:
     if not metas:
         print("no mutmut results under mutants/: run scripts/mutation.sh", file=sys.stderr)
         return 2
-    rows, survivors, others = [], [], []
+    rows, survivors, timeouts, others = [], [], [], []
     totals = Counter()
     for meta in sorted(metas, key=lambda m: (m.name.removesuffix(".meta") not in CORE, m.name)):
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         module = meta.name.removesuffix(".meta")
         count = Counter(STATUS.get(code, "suspicious") for code in codes.values())
-        listed = sum(1 for name, code in codes.items() if code in SURVIVED and name in equivalents)
-        rows.append((module, count["killed"], len(codes), listed, count))
+        count["total"] = len(codes)
+        count["listed"] = sum(1 for name, code in codes.items() if code in SURVIVED and name in equivalents)
+        rows.append((module, count))
         if module in CORE:
             totals.update(count)
-            totals["total"] += len(codes)
-            totals["listed"] += listed
-        for name, code in sorted(codes.items()):
+        for name, code in sorted(codes.items(), key=lambda item: _natural(item[0])):
             status = STATUS.get(code, "suspicious")
             if status == "survived":
                 survivors.append(name)
+            elif status == "timeout":
+                timeouts.append(name)
             elif status != "killed":
                 others.append((name, status))
-    print(f"{'module':<14} {'killed':>7} {'total':>6} {'score':>7}   equivalent survivors listed")
-    line = "-" * 66
-    for module, killed, total, listed, count in rows:
-        if module not in CORE and line:
-            print(line)
-            print(f"{'core total':<14} {totals['killed']:>7} {totals['total']:>6} "
-                  f"{totals['killed'] / max(totals['total'], 1):>7.1%}   {totals['listed']}")
-            print("not in the core score:")
-            line = ""
-        print(f"{module:<14} {killed:>7} {total:>6} {killed / total:>7.1%}   {listed}")
-    if line:
-        print(line)
-        print(f"{'core total':<14} {totals['killed']:>7} {totals['total']:>6} "
-              f"{totals['killed'] / max(totals['total'], 1):>7.1%}   {totals['listed']}")
+
+    def row(label: str, count: Counter) -> str:
+        caught = count["killed"] + count["timeout"]
+        return (f"{label:<14} {count['killed']:>7} {count['timeout']:>8} {count['survived']:>9} {count['listed']:>7} "
+                f"{count['total'] - caught - count['survived']:>6} {count['total']:>6} "
+                f"{caught / max(count['total'], 1):>7.1%}")
+
+    print(f"{'module':<14} {'killed':>7} {'timeout':>8} {'survived':>9} {'listed':>7} {'other':>6} {'total':>6} "
+          f"{'score':>7}")
+    print("  (score: killed or timed out / total; listed: survivors listed as equivalent)")
+    for module, count in rows:
+        if module in CORE:
+            print(row(module, count))
+    print("-" * 72)
+    print(row("core total", totals))
+    extra = [(module, count) for module, count in rows if module not in CORE]
+    if extra:
+        print("not in the core score:")
+        for module, count in extra:
+            print(row(module, count))
     unexplained = [name for name in survivors if name not in equivalents]
     print(f"\nsurviving mutants: {len(survivors)} ({len(survivors) - len(unexplained)} listed as equivalent "
           f"in tests/mutation_equivalents.txt)")
     for name in survivors:
         print(f"  {name}: {equivalents.get(name, 'NOT LISTED: kill it with a test, or list it with a reason')}")
+    if timeouts:
+        print(f"\ntimed out (counted as caught: the tests hung or ran far past their usual time): {len(timeouts)}")
+        for name in timeouts:
+            print(f"  {name}")
     if others:
         print(f"\nneither killed nor survived: {len(others)}")
         for name, status in others:
@@ -84,6 +95,12 @@ def main(root: Path = Path(".")) -> int:
         for name in stale:
             print(f"  {name}")
     return 1 if unexplained or others else 0
+
+
+def _natural(name: str) -> tuple[str, int]:
+    """facewire.x__f__mutmut_9 before facewire.x__f__mutmut_10."""
+    stem, _, number = name.rpartition("_")
+    return (stem, int(number)) if number.isdigit() else (name, 0)
 
 
 if __name__ == "__main__":
