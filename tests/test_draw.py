@@ -267,3 +267,16 @@ def test_a_name_on_several_lines_is_drawn_on_one():
     one, two = (draw.layout_captions([draw.Label((20, 120, 100, 20), text, True)], 200, 300)[0]
                 for text in ("Ann\nLee", "Ann Lee"))
     assert one == two
+
+
+def test_font_sizes_shrink_by_a_fifth_down_to_the_smallest():
+    assert draw.font_sizes(140, 1000, 1000) == [45, 36, 28, 22, 17, 13, 10]  # capped by the image: 1000 / 22
+    assert draw.font_sizes(3000, 5000, 5000) == [48, 38, 30, 24, 19, 15, 12, 10]  # MAX_FONT for a huge face
+    assert draw.font_sizes(60, 100, 100) == [11, 10]  # a small image still allows 11
+    assert draw.font_sizes(20, 1000, 1000) == [10]
+
+
+@pytest.mark.parametrize("code, wide", [(0x2E7F, False), (0x2E80, True), (0x9FFF, True), (0xA000, False),
+                                        (0xAC00, True), (0xD7FF, True), (0x2FA1F, True), (0x2FA20, False)])
+def test_the_wide_script_ranges_include_both_ends(code, wide):
+    assert draw.needs_wide_font(f"a{chr(code)}b") is wide
