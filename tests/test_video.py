@@ -285,6 +285,15 @@ def test_the_fps_overlay_writes_the_rate_in_white_on_black_in_the_top_left_corne
     assert not np.array_equal(overlay_fps(np.full((120, 200, 3), 128, np.uint8), 12.4), image)
 
 
+
+def test_on_a_white_picture_the_rate_still_shows_edged_in_grey_by_its_black_outline():
+    image = overlay_fps(np.full((120, 200, 3), 255, np.uint8), 12.34)
+    edged = (image != 255).any(axis=2)
+    assert edged.sum() > 400  # white text alone would not show at all
+    assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()  # black on white: grey
+    marks = np.argwhere(edged)
+    assert (marks.min(axis=0).tolist(), marks.max(axis=0).tolist()) == ([10, 11], [32, 102])  # under the text
+
 def test_stream_keeps_four_frames_in_flight_by_default_and_sends_them_as_the_client_would():
     with Peer(hold=0.5) as peer:
         results: list = []
