@@ -5,7 +5,8 @@
 # equivalent in tests/mutation_equivalents.txt). Exits non-zero when a survivor is not listed.
 #
 #   scripts/mutation.sh            a fresh run (about 35-50 minutes on 2 cores)
-#   scripts/mutation.sh --keep     reuse mutants/ from the last run: only changed functions and new tests rerun
+#   scripts/mutation.sh --keep     reuse mutants/ from the last run: only mutants of changed functions rerun
+#   scripts/mutation.sh --survivors  reuse mutants/ and retest the last run's survivors (say, after adding tests)
 #   scripts/mutation.sh --report   only print the report of the last run
 #   scripts/mutation.sh --show M   the diff of mutant M
 set -euo pipefail
@@ -17,7 +18,15 @@ case "${1:-}" in
 esac
 
 scripts/setup.sh --dev
-[ "${1:-}" = "--keep" ] || rm -rf mutants
+names=()
+case "${1:-}" in
+    --keep) ;;
+    --survivors)
+        # mutmut keeps a verdict until its function changes; survivors named here are tested again.
+        mapfile -t names < <(.venv/bin/python scripts/mutation_report.py --survivors)
+        [ ${#names[@]} -gt 0 ] || { echo "mutation: no survivors to retest" >&2; exit 0; } ;;
+    *) rm -rf mutants ;;
+esac
 mkdir -p mutants
 log=mutants/mutmut-run.log
 echo "mutation: mutmut $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("mutmut"))');" \
@@ -25,7 +34,7 @@ echo "mutation: mutmut $(.venv/bin/python -c 'import importlib.metadata as m; pr
 start=$(date +%s)
 # mutmut draws a spinner on the terminal: keep it in the log. No display: no test opens a window.
 status=0
-env -u DISPLAY -u WAYLAND_DISPLAY .venv/bin/mutmut run --max-children "${MUTATION_JOBS:-$(nproc)}" \
+env -u DISPLAY -u WAYLAND_DISPLAY .venv/bin/mutmut run --max-children "${MUTATION_JOBS:-$(nproc)}" "${names[@]}" \
     >"$log" 2>&1 || status=$?
 elapsed=$(( $(date +%s) - start ))
 if [ "$status" -ne 0 ]; then

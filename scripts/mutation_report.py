@@ -103,5 +103,14 @@ def _natural(name: str) -> tuple[str, int]:
     return (stem, int(number)) if number.isdigit() else (name, 0)
 
 
+def survivors(root: Path = Path(".")) -> int:
+    """Print the names of the last run's mutants that survived or were not decided, one a line."""
+    for meta in sorted((root / "mutants").glob("facewire/*.py.meta")):
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if STATUS.get(code, "suspicious") not in ("killed", "timeout"):
+                print(name)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(survivors() if sys.argv[1:] == ["--survivors"] else main())
