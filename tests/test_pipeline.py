@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -293,3 +294,17 @@ def test_abandon_gives_the_pending_ids_and_their_late_replies_are_dropped(contex
             assert pipeline.abandon() == [] and len(pipeline) == 0
         finally:
             pipeline.close()
+
+
+def test_waiting_for_a_reply_sleeps_rather_than_spins(context):
+    """Half a second waiting on a slow peer costs next to no CPU: receive() blocks in poll until a reply or a deadline."""
+    with Peer(hold=0.5) as peer, deadline():
+        pipeline = pipeline_to(context, peer.address, timeout=5.0)
+        try:
+            pipeline.send(1, protocol.pack_request("recognize", marked(1), id=1))
+            cpu, wall = time.process_time(), time.monotonic()
+            assert pipeline.receive()[0] == 1
+            cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        finally:
+            pipeline.close()
+    assert wall >= 0.4 and cpu < 0.25 * wall, (cpu, wall)
