@@ -280,3 +280,52 @@ def test_font_sizes_shrink_by_a_fifth_down_to_the_smallest():
                                         (0xAC00, True), (0xD7FF, True), (0x2FA1F, True), (0x2FA20, False)])
 def test_the_wide_script_ranges_include_both_ends(code, wide):
     assert draw.needs_wide_font(f"a{chr(code)}b") is wide
+
+
+# _spot against a search of every position: the closest free strip to the face, as documented.
+
+def searched_spot(own, w, h, obstacles, height, width, reach):
+    """Below the face if free, else above it, else of all free positions within `reach` of the face, the
+    nearest to it, then the nearest (in steps) to the spot below it, then the highest, then the leftmost."""
+    left, top, face_w, face_h = own
+
+    def free(x, y):
+        return not any(x < ox + ow and ox < x + w and y < oy + oh and oy < y + h for ox, oy, ow, oh in obstacles)
+
+    below = (min(max(0, left), width - w), top + face_h)
+    for x, y in (below, (below[0], top - h)):
+        if 0 <= y <= height - h and free(x, y):
+            return x, y
+    best = None
+    for y in range(height - h + 1):
+        for x in range(width - w + 1):
+            gap = float(np.hypot(max(0, left - (x + w), x - (left + face_w)), max(0, top - (y + h), y - (top + face_h))))
+            key = (gap, abs(x - below[0]) + abs(y - below[1]), y, x)
+            if gap <= reach and free(x, y) and (best is None or key < best):
+                best = key
+    return None if best is None else (best[3], best[2])
+
+
+@st.composite
+def spot_problems(draw_from):
+    height, width = draw_from(st.integers(4, 30)), draw_from(st.integers(4, 30))
+    w, h = draw_from(st.integers(1, width)), draw_from(st.integers(1, height))
+
+    def rect():
+        x, y = draw_from(st.integers(-3, width)), draw_from(st.integers(-3, height))
+        return (x, y, draw_from(st.integers(0, 12)), draw_from(st.integers(0, 12)))
+
+    own = rect()
+    obstacles = [rect() for _ in range(draw_from(st.integers(0, 6)))]
+    if draw_from(st.booleans()):
+        obstacles.append(own)
+    reach = draw_from(st.sampled_from([0.0, 1.0, 2.5, 5.0, float("inf")]))
+    return own, w, h, obstacles, height, width, reach
+
+
+@settings(max_examples=300, deadline=None)
+@given(spot_problems())
+@example(((5, 0, 10, 4), 6, 3, [(0, 4, 30, 10), (5, 0, 10, 4)], 20, 30, float("inf")))  # below blocked, above out
+def test_spot_finds_the_free_place_a_search_of_every_position_finds(problem):
+    own, w, h, obstacles, height, width, reach = problem
+    assert draw._spot(own, w, h, obstacles, height, width, reach) == searched_spot(*problem)
