@@ -66,12 +66,14 @@ def overlap(a: draw.Caption, b: draw.Caption) -> bool:
 
 
 def assert_apart_and_inside(captions: list[draw.Caption | None], height: int, width: int) -> None:
+    """Every caption inside the image, and GAP pixels free between any two."""
     placed = [c for c in captions if c]
     for i, a in enumerate(placed):
         assert 0 <= a.x and 0 <= a.y and a.x + a.w <= width and a.y + a.h <= height, a
         assert a.w > 0 and a.h > 0, a
+        around = draw.Caption(a.x - draw.GAP, a.y - draw.GAP, a.w + 2 * draw.GAP, a.h + 2 * draw.GAP, a.size)
         for b in placed[i + 1:]:
-            assert not overlap(a, b), (a, b)
+            assert not overlap(around, b), (a, b)
 
 
 def face_crops(paths: list[Path]) -> list[np.ndarray]:
