@@ -132,6 +132,14 @@ def test_giving_up_is_logged_attempt_by_attempt(caplog):
         f"no reply from {peer.address} in 0.2 s (attempt 2 of 2)"]
 
 
+def test_the_logged_timeout_is_in_seconds_to_a_tenth(caplog):
+    never = lambda request, attempt: True  # noqa: E731
+    with Peer(ignore=never, hold=0) as peer, Client(peer.address, timeout=0.45, retries=0) as client, deadline():
+        with caplog.at_level(logging.WARNING, logger="facewire.client"), pytest.raises(ServerUnavailable):
+            client.ping()
+    assert [r.getMessage() for r in caplog.records] == [f"no reply from {peer.address} in 0.5 s (attempt 1 of 1)"]
+
+
 def test_the_defaults_wait_20_seconds_and_retry_twice():
     with Client("tcp://127.0.0.1:9") as client:
         assert (client.timeout_ms, client.retries, client.wire, client.keys) == (20_000, 2, "raw", None)
