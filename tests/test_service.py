@@ -104,7 +104,10 @@ def test_enroll_list_remove_and_reload(service, known, group):
     assert body == {"ok": True, "op": "reload", "version": __version__, "people": 1, "photos": 2, "id": "r"}
 
 
-def test_a_refused_enrolment_or_removal_is_an_error_reply_with_its_code(service, group):
+def test_a_refused_enrolment_or_removal_is_an_error_reply_with_its_code(service, group, caplog):
+    with caplog.at_level(logging.WARNING, logger="facewire.service"):
+        body = refused(protocol.pack_request("remove", name="nobody"), service)
+    assert [r.getMessage() for r in caplog.records] == ["refused remove: no person called nobody"]
     body = refused(protocol.pack_request("enroll", group, name="two people", id=9), service)
     assert body["error"]["code"] == "bad_photo" and body["id"] == 9
     assert "exactly one face; it shows 2" in body["error"]["message"]
@@ -117,10 +120,18 @@ def test_a_refused_enrolment_or_removal_is_an_error_reply_with_its_code(service,
 def test_a_malformed_request_is_refused_and_its_id_echoed(shared_service, caplog):
     with caplog.at_level(logging.WARNING, logger="facewire.service"):
         body = refused([b'{"op": "explode", "id": 5}'], shared_service)
-    assert body["error"]["code"] == "unknown_op" and body["id"] == 5
-    assert "refused request: unknown_op: unknown op 'explode'" in caplog.text
+    message = "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove"
+    assert body == {"ok": False, "id": 5, "error": {"code": "unknown_op", "message": message}}
+    assert [r.getMessage() for r in caplog.records] == [f"refused request: unknown_op: {message}"]
     body = refused([b"not json"], shared_service)
-    assert body["error"]["code"] == "bad_header" and "id" not in body
+    assert body == {"ok": False, "error": {"code": "bad_header", "message": "first frame is not valid UTF-8 JSON"}}
+
+
+def test_the_services_pixel_limit_is_the_one_requests_are_checked_against(known, cache):
+    small = Service(GalleryStore(known, SETTINGS, cache), limits=protocol.Limits(max_pixels=99))
+    body = refused(protocol.pack_request("recognize", np.zeros((10, 10, 3), np.uint8), id=1), small)
+    assert body["error"] == {"code": "too_large", "message": "image of 10x10 pixels exceeds the limit of 99"}
+    assert ask(small, "recognize", np.zeros((9, 11, 3), np.uint8))[0]["faces"] == []
 
 
 class BrokenStore:
@@ -134,7 +145,8 @@ def test_an_internal_failure_becomes_an_internal_error_reply(caplog):
         body = refused(protocol.pack_request("ping", id="q"), service)
     assert body == {"ok": False, "id": "q",
                     "error": {"code": "internal", "message": "the server failed on this request; see its log"}}
-    assert "request failed" in caplog.text and "disk on fire" in caplog.text
+    [record] = caplog.records
+    assert record.getMessage() == "request failed" and "RuntimeError: disk on fire" in caplog.text  # with its traceback
     body = refused(protocol.pack_request("recognize", np.zeros((8, 8, 3), np.uint8)), service)
     assert body["error"]["code"] == "internal" and "id" not in body
 
