@@ -308,3 +308,13 @@ def test_waiting_for_a_reply_sleeps_rather_than_spins(context):
         finally:
             pipeline.close()
     assert wall >= 0.4 and cpu < 0.25 * wall, (cpu, wall)
+
+
+def test_images_that_are_not_iterable_raise_and_the_client_still_closes():
+    """The pipeline's socket is closed even then, so the context can terminate (a kept traceback holds the frame)."""
+    client = Client("tcp://127.0.0.1:9", timeout=0.2)
+    with pytest.raises(TypeError) as raised:
+        list(client.recognize_many(5))
+    with deadline(5):
+        client.close()
+    assert "not iterable" in str(raised.value)
