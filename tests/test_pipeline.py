@@ -318,3 +318,12 @@ def test_images_that_are_not_iterable_raise_and_the_client_still_closes():
     with deadline(5):
         client.close()
     assert "not iterable" in str(raised.value)
+
+
+def test_a_pipeline_that_cannot_connect_raises_and_leaves_no_socket_open():
+    context = zmq.Context()
+    with pytest.raises(zmq.ZMQError) as failed:
+        Pipeline(context, "not an address", 1.0, 0)
+    with deadline(5):
+        context.term()  # would wait forever for a socket left open (the kept traceback holds it)
+    assert "not an address" in str(failed.value)
