@@ -328,6 +328,34 @@ def spot_problems(draw_from):
 @settings(max_examples=300, deadline=None)
 @given(spot_problems())
 @example(((5, 0, 10, 4), 6, 3, [(0, 4, 30, 10), (5, 0, 10, 4)], 20, 30, float("inf")))  # below blocked, above out
+@example(((10, 5, 6, 6), 4, 5, [(0, 11, 30, 10), (10, 5, 6, 6)], 30, 30, float("inf")))  # above, exactly at row 0
 def test_spot_finds_the_free_place_a_search_of_every_position_finds(problem):
     own, w, h, obstacles, height, width, reach = problem
     assert draw._spot(own, w, h, obstacles, height, width, reach) == searched_spot(*problem)
+
+
+def test_a_face_rect_is_left_top_width_height_and_never_negative():
+    assert draw._face_rect((10, 50, 40, 20)) == (20, 10, 30, 30)
+    assert draw._face_rect((10, 50, 10, 50)) == (50, 10, 0, 0)  # an empty box covers no pixel
+    assert draw._face_rect((40, 20, 10, 50)) == (50, 40, 0, 0)  # nor does an inverted one
+
+
+def test_a_wide_face_looks_as_far_as_its_width_for_a_place_off_the_other_faces():
+    """A 100 x 10 face boxed in by faces 40 px deep: its caption goes under the face below it, 40 px down,
+    which is within its width (not its height), rather than over that face."""
+    labels = [draw.Label((100, 200, 110, 100), "Ann 0.31", True), draw.Label((110, 260, 150, 40), "x", True),
+              draw.Label((60, 260, 100, 40), "y", True), draw.Label((100, 100, 110, 40), "z", True)]
+    first = draw.layout_captions(labels, 300, 300)[0]
+    assert (first.x, first.y) == (100, 150)
+
+
+def test_crowded_captions_sit_exactly_gap_pixels_apart():
+    long = draw.Label((5, 100, 45, 20), "alexander_lacamoire 0.41", True)
+    [alone] = draw.layout_captions([long], 200, 300)
+    start = alone.x + alone.w + draw.GAP  # a face starting GAP pixels right of that caption
+    first, second = draw.layout_captions([long, draw.Label((5, start + 50, 45, start), "Bob", True)], 200, 300)
+    assert first == alone and (second.x, second.y) == (start, 45)  # right below its face, beside the first
+    side_by_side = [draw.Label((5, 75, 45, 0), "alexander_lacamoire 0.41", True),
+                    draw.Label((5, 150, 45, 75), "Bob 0.40", True)]  # no room above, nor beside
+    first, second = draw.layout_captions(side_by_side, 200, 150)
+    assert (second.x, second.y) == (75, first.y + first.h + draw.GAP)  # GAP pixels under the first
