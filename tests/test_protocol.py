@@ -152,10 +152,10 @@ def test_the_header_may_be_exactly_64_kib_and_no_more():
 
 
 def test_the_pixel_limit_is_inclusive():
-    frames = protocol.pack_request("recognize", np.zeros((10, 10, 3), dtype=np.uint8))
-    assert parse_request(frames, Limits(max_pixels=100)).image.shape == (10, 10, 3)
-    error = refused(frames, Limits(max_pixels=99))
-    assert error.message == "image of 10x10 pixels exceeds the limit of 99"
+    frames = protocol.pack_request("recognize", np.zeros((10, 12, 3), dtype=np.uint8))
+    assert parse_request(frames, Limits(max_pixels=120)).image.shape == (10, 12, 3)
+    error = refused(frames, Limits(max_pixels=119))
+    assert error.message == "image of 10x12 pixels exceeds the limit of 119"  # height x width
 
 
 def test_the_frame_cap_fits_the_largest_image_and_its_header():
@@ -255,6 +255,9 @@ def test_non_contiguous_images_are_sent_whole():
     ([b"[]"], "bad_header", "header must be a JSON object"),
     ([header(op="explode")], "unknown_op",
      "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove"),
+    ([header()], "unknown_op", "unknown op None; expected one of recognize, enroll, ping, list, reload, remove"),
+    ([header(dtype="uint8", shape=[1, 1, 3], tolerance=0.5), b"abc"], "unknown_op",  # not a bare send_array
+     "unknown op None; expected one of recognize, enroll, ping, list, reload, remove"),
     ([header(op="ping"), b"x"], "bad_request", "ping takes 1 frame (the JSON header); got 2 frames"),
     ([recognize_header()], "bad_request", "recognize takes 2 frames: JSON header, then the image; got 1 frames"),
     ([header(op="ping", colour="red")], "bad_option", "unknown option(s) ['colour'] for ping; allowed: []"),
@@ -361,3 +364,8 @@ def test_a_protocol_error_carries_its_code_message_and_request_id():
     assert (error.code, error.message, error.request_id, str(error)) == ("bad_shape", "shape must be a list", "r-9",
                                                                          "shape must be a list")
     assert ProtocolError("bad_request", "empty message").request_id is None
+
+
+def test_replies_are_strict_json_a_nan_is_an_error_not_sent():
+    with pytest.raises(ValueError):
+        protocol.pack_reply({"distance": float("nan")})
