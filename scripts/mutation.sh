@@ -4,7 +4,7 @@
 # killed / total per module and every surviving mutant (with its reason when it is listed as
 # equivalent in tests/mutation_equivalents.txt). Exits non-zero when a survivor is not listed.
 #
-#   scripts/mutation.sh            a fresh run (about 35-50 minutes on 2 cores)
+#   scripts/mutation.sh            a fresh run (about 20 minutes on 2 cores: 2,034 mutants, 20m10s on 2026-11-28)
 #   scripts/mutation.sh --keep     reuse mutants/ from the last run: only mutants of changed functions rerun
 #   scripts/mutation.sh --survivors  reuse mutants/ and retest the last run's survivors (say, after adding tests)
 #   scripts/mutation.sh --report   only print the report of the last run
