@@ -114,9 +114,9 @@ class Client:
         options = _options(annotate, tolerance)
         pipeline = Pipeline(self.context, self.server, self.timeout_ms / 1000, self.retries,
                             self.keys.secure if self.keys else None)
-        items, done, outcomes, next_out = enumerate(images), False, {}, 0
-        unsent: ServerUnavailable | None = None
-        try:
+        try:  # from here on the pipeline's socket is closed whatever happens, or the context could never term
+            items, done, outcomes, next_out = enumerate(images), False, {}, 0
+            unsent: ServerUnavailable | None = None
             while True:
                 while not done and len(pipeline) < in_flight:
                     index, item = next(items, (None, None))

@@ -42,10 +42,14 @@ class Pipeline:
 
     def _connect(self) -> zmq.Socket:
         socket = self.context.socket(zmq.DEALER)
-        keepalive(socket)
-        if self.secure:
-            self.secure(socket)
-        socket.connect(self.server)
+        try:
+            keepalive(socket)
+            if self.secure:
+                self.secure(socket)
+            socket.connect(self.server)
+        except BaseException:
+            socket.close(linger=0)  # an open socket would keep the context from ever terminating
+            raise
         return socket
 
     def __len__(self) -> int:

@@ -1,0 +1,333 @@
+"""The service in process (`Service.handle(frames) -> frames`): every op, recognition, and error replies.
+
+The gallery is a copy of the repo's known_faces/ (Grace Hopper); the probe is the repo's small group
+picture (Grace Hopper and Eileen Collins, faces of about 36 px).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from facewire import __version__, draw, images, protocol
+from facewire.gallery import Gallery
+from facewire.matching import UNKNOWN
+from facewire.recognize import DetectorSettings, detect_faces, encode_faces
+from facewire.service import Service, tracked_matches
+from facewire.store import GalleryStore
+from facewire.track import Tracker, Vouch
+
+from .conftest import REPO_KNOWN, REPO_PROBES
+
+SETTINGS = DetectorSettings()
+
+
+@pytest.fixture(scope="module")
+def group() -> np.ndarray:
+    return images.read_image(REPO_PROBES / "group_small_faces.jpg")
+
+
+@pytest.fixture(scope="module")
+def cache(request, tmp_path_factory):
+    """The encoding cache, kept in pytest's cache folder between runs when there is one (its entries are
+    keyed by file content): the mutation run starts many short test sessions."""
+    kept = getattr(request.config, "cache", None)
+    folder = kept.mkdir("facewire-service") if kept else tmp_path_factory.mktemp("service-cache")
+    return folder / "cache.npz"
+
+
+@pytest.fixture
+def known(tmp_path):
+    folder = tmp_path / "known"
+    shutil.copytree(REPO_KNOWN, folder, ignore=shutil.ignore_patterns(".*", "*.md"))
+    return folder
+
+
+@pytest.fixture
+def service(known, cache) -> Service:
+    return Service(GalleryStore(known, SETTINGS, cache))
+
+
+@pytest.fixture(scope="module")
+def shared_service(tmp_path_factory, cache) -> Service:
+    """One service for the tests that only read the gallery."""
+    folder = tmp_path_factory.mktemp("shared-known") / "known"
+    shutil.copytree(REPO_KNOWN, folder, ignore=shutil.ignore_patterns(".*", "*.md"))
+    return Service(GalleryStore(folder, SETTINGS, cache))
+
+
+def ask(service: Service, op: str, image: np.ndarray | None = None, encoding: str = "raw", **options):
+    return protocol.unpack_reply(service.handle(protocol.pack_request(op, image, encoding, **options)))
+
+
+def refused(frames: list, service: Service) -> dict:
+    body, image = protocol.unpack_reply(service.handle(frames))
+    assert body["ok"] is False and image is None, body
+    return body
+
+
+# --- gallery ops ----------------------------------------------------------------------------------
+
+def test_ping_reports_the_version_and_the_gallery_size(shared_service):
+    body, image = ask(shared_service, "ping")
+    assert body == {"ok": True, "op": "ping", "version": __version__, "people": 1, "photos": 1} and image is None
+    body, _ = ask(shared_service, "ping", id="p-1")
+    assert body["id"] == "p-1"
+
+
+def test_list_names_each_person_with_a_photo_count(shared_service):
+    body, _ = ask(shared_service, "list", id=3)
+    assert body == {"ok": True, "op": "list", "people": {"grace_hopper": 1}, "id": 3}
+
+
+def test_enroll_list_remove_and_reload(service, known, group):
+    collins = group[:, group.shape[1] // 2:]
+    body, _ = ask(service, "enroll", collins, name="Eileen Collins", id=1)
+    assert body == {"ok": True, "op": "enroll", "name": "Eileen Collins", "photos": 1, "id": 1}
+    assert len(list((known / "Eileen Collins").glob("*.jpg"))) == 1
+    assert ask(service, "list")[0]["people"] == {"Eileen Collins": 1, "grace_hopper": 1}
+    assert ask(service, "ping")[0]["photos"] == 2
+
+    body, _ = ask(service, "remove", name="grace_hopper")
+    assert body == {"ok": True, "op": "remove", "name": "grace_hopper", "removed": 1}
+    assert not (known / "grace_hopper.jpg").exists()
+
+    shutil.copy(REPO_KNOWN / "grace_hopper.jpg", known / "Eileen Collins" / "hopper.jpg")  # by hand, on disk
+    body, _ = ask(service, "reload", id="r")
+    assert body == {"ok": True, "op": "reload", "version": __version__, "people": 1, "photos": 2, "id": "r"}
+
+
+def test_a_refused_enrolment_or_removal_is_an_error_reply_with_its_code(service, group, caplog):
+    with caplog.at_level(logging.WARNING, logger="facewire.service"):
+        body = refused(protocol.pack_request("remove", name="nobody"), service)
+    assert [r.getMessage() for r in caplog.records] == ["refused remove: no person called nobody"]
+    body = refused(protocol.pack_request("enroll", group, name="two people", id=9), service)
+    assert body["error"]["code"] == "bad_photo" and body["id"] == 9
+    assert "exactly one face; it shows 2" in body["error"]["message"]
+    body = refused(protocol.pack_request("remove", name="nobody"), service)
+    assert body["error"] == {"code": "not_found", "message": "no person called nobody"} and "id" not in body
+    body = refused(protocol.pack_request("remove", name="../etc", id="x"), service)
+    assert body["error"]["code"] == "bad_name" and body["id"] == "x"
+
+
+def test_a_malformed_request_is_refused_and_its_id_echoed(shared_service, caplog):
+    with caplog.at_level(logging.WARNING, logger="facewire.service"):
+        body = refused([b'{"op": "explode", "id": 5}'], shared_service)
+    message = "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove"
+    assert body == {"ok": False, "id": 5, "error": {"code": "unknown_op", "message": message}}
+    assert [r.getMessage() for r in caplog.records] == [f"refused request: unknown_op: {message}"]
+    body = refused([b"not json"], shared_service)
+    assert body == {"ok": False, "error": {"code": "bad_header", "message": "first frame is not valid UTF-8 JSON"}}
+
+
+def test_the_services_pixel_limit_is_the_one_requests_are_checked_against(known, cache):
+    small = Service(GalleryStore(known, SETTINGS, cache), limits=protocol.Limits(max_pixels=99))
+    body = refused(protocol.pack_request("recognize", np.zeros((10, 10, 3), np.uint8), id=1), small)
+    assert body["error"] == {"code": "too_large", "message": "image of 10x10 pixels exceeds the limit of 99"}
+    assert ask(small, "recognize", np.zeros((9, 11, 3), np.uint8))[0]["faces"] == []
+
+
+class BrokenStore:
+    def current(self):
+        raise RuntimeError("disk on fire")
+
+
+def test_an_internal_failure_becomes_an_internal_error_reply(caplog):
+    service = Service(BrokenStore())
+    with caplog.at_level(logging.ERROR, logger="facewire.service"):
+        body = refused(protocol.pack_request("ping", id="q"), service)
+    assert body == {"ok": False, "id": "q",
+                    "error": {"code": "internal", "message": "the server failed on this request; see its log"}}
+    [record] = caplog.records
+    assert record.getMessage() == "request failed" and "RuntimeError: disk on fire" in caplog.text  # with its traceback
+    body = refused(protocol.pack_request("recognize", np.zeros((8, 8, 3), np.uint8)), service)
+    assert body["error"]["code"] == "internal" and "id" not in body
+
+
+# --- recognition ----------------------------------------------------------------------------------
+
+def by_x(faces: list[dict]) -> list[dict]:
+    return sorted(faces, key=lambda face: face["box"][3])
+
+
+def test_recognize_names_the_known_face_and_leaves_the_other_unknown(shared_service, group, caplog):
+    with caplog.at_level(logging.INFO, logger="facewire.service"):
+        body, annotated = ask(shared_service, "recognize", group, id=42)
+    assert body["ok"] is True and body["op"] == "recognize" and body["id"] == 42
+    hopper, collins = by_x(body["faces"])  # Grace Hopper is on the left
+    assert hopper["name"] == "grace_hopper" and collins["name"] == UNKNOWN
+    assert 0 < hopper["distance"] <= 0.6 < collins["distance"]
+    assert hopper["distance"] == round(hopper["distance"], 4) and collins["distance"] == round(collins["distance"], 4)
+    assert hopper["confidence"] == round(1 - hopper["distance"] / 1.2, 3)
+    assert collins["confidence"] == round(max(0.0, 1 - collins["distance"] / 1.2), 3)
+    assert [tuple(f["box"]) for f in by_x(body["faces"])] == sorted(detect_faces(group, SETTINGS), key=lambda b: b[3])
+    assert all(f["tracked"] is False and isinstance(f["track"], str) and f["track"] for f in body["faces"])
+    assert set(body["timings_ms"]) == {"detect", "encode", "match", "draw", "total"}
+    assert all(v >= 0 for v in body["timings_ms"].values())
+    assert body["timings_ms"]["total"] >= body["timings_ms"]["detect"]
+    h, w = group.shape[:2]
+    names = ", ".join(f["name"] for f in body["faces"])
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recognize")]
+    assert re.fullmatch(rf"recognize {w}x{h}: {names} in \d+ ms", line)  # what operators (and test_track) read
+    assert annotated.shape == group.shape and annotated.dtype == np.uint8
+
+
+def test_the_annotated_image_shows_each_name_and_distance_under_its_box(shared_service, group):
+    body, annotated = ask(shared_service, "recognize", group)
+    labels = [draw.Label(tuple(f["box"]), f"{f['name']} {f['distance']:.2f}", True) if f["name"] != UNKNOWN
+              else draw.Label(tuple(f["box"]), UNKNOWN, False) for f in body["faces"]]  # in the reply's order
+    hopper = by_x(body["faces"])[0]
+    assert {label.text for label in labels} == {f"grace_hopper {hopper['distance']:.2f}", UNKNOWN}
+    expected = draw.annotate(group.copy(), labels)
+    np.testing.assert_array_equal(annotated, expected)
+    assert not np.array_equal(annotated, group)
+
+
+def test_recognize_without_annotation_sends_no_image(shared_service, group):
+    body, image = ask(shared_service, "recognize", group, annotate=False)
+    assert image is None and "image" not in body
+    assert set(body["timings_ms"]) == {"detect", "encode", "match", "total"}
+    assert sorted(f["name"] for f in body["faces"]) == [UNKNOWN, "grace_hopper"]
+
+
+def test_the_request_tolerance_overrides_the_servers(shared_service, group):
+    body, _ = ask(shared_service, "recognize", group, annotate=False, tolerance=0.05)
+    assert [f["name"] for f in body["faces"]] == [UNKNOWN, UNKNOWN]
+    hopper = by_x(body["faces"])[0]
+    assert hopper["confidence"] == round(max(0.0, 1 - hopper["distance"] / 0.1), 3)
+
+
+def test_the_servers_tolerance_is_the_default(known, cache, group):
+    strict = Service(GalleryStore(known, SETTINGS, cache), tolerance=0.05)
+    body, _ = ask(strict, "recognize", group, annotate=False)
+    assert [f["name"] for f in body["faces"]] == [UNKNOWN, UNKNOWN]
+
+
+def test_a_compressed_request_gets_a_compressed_annotated_image_back(shared_service, group):
+    body, image = ask(shared_service, "recognize", group, encoding="png")
+    assert body["image"]["encoding"] == "png" and image.shape == group.shape
+    assert sorted(f["name"] for f in body["faces"]) == [UNKNOWN, "grace_hopper"]
+
+
+def test_a_grey_picture_is_recognised_and_annotated_in_colour(shared_service, group):
+    grey = cv2.cvtColor(group, cv2.COLOR_BGR2GRAY)
+    body, annotated = ask(shared_service, "recognize", grey)
+    assert "grace_hopper" in [f["name"] for f in body["faces"]]
+    assert annotated.shape == group.shape  # drawn on a colour copy
+
+
+def test_a_classic_send_array_request_gets_the_annotated_array_back(shared_service, group):
+    frames = shared_service.handle(protocol.pack_classic(group))
+    header, pixels = frames
+    assert json.loads(header) == {"dtype": "uint8", "shape": list(group.shape)}
+    _, annotated = ask(shared_service, "recognize", group)
+    assert bytes(pixels) == annotated.tobytes()
+
+
+def test_a_picture_without_faces(shared_service, caplog):
+    coffee = images.read_image(REPO_PROBES / "no_face.jpg")
+    with caplog.at_level(logging.INFO, logger="facewire.service"):
+        body, image = ask(shared_service, "recognize", coffee)
+    assert body["faces"] == [] and image is not None
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recognize")]
+    assert re.fullmatch(rf"recognize {coffee.shape[1]}x{coffee.shape[0]}: no face in \d+ ms", line)
+
+
+class FixedStore:
+    """A gallery of given encodings (no photos): to set up distances exactly."""
+
+    def __init__(self, names, encodings):
+        self.gallery = Gallery(tuple(names), np.asarray(encodings))
+
+    def current(self):
+        return self.gallery
+
+
+@pytest.fixture(scope="module")
+def hopper_encoding(group) -> np.ndarray:
+    box = min(detect_faces(group, SETTINGS), key=lambda b: b[3])
+    return encode_faces(images.to_rgb(group), [box])[0]
+
+
+def offset(encoding: np.ndarray, distance: float, axis: int) -> np.ndarray:
+    moved = encoding.copy()
+    moved[axis] += distance
+    return moved
+
+
+def test_the_match_method_and_k_are_the_services(hopper_encoding, group):
+    """One photo of "near" at 0.1, two of "pair" at 0.15: nearest says near, a 3-vote says pair."""
+    store = FixedStore(["near", "pair", "pair"], [offset(hopper_encoding, 0.1, 0), offset(hopper_encoding, 0.15, 1),
+                                                  offset(hopper_encoding, 0.15, 2)])
+    nearest = by_x(ask(Service(store), "recognize", group, annotate=False)[0]["faces"])[0]
+    assert nearest["name"] == "near" and nearest["distance"] == pytest.approx(0.1, abs=1e-3)
+    vote = by_x(ask(Service(store, match="knn", k=3), "recognize", group, annotate=False)[0]["faces"])[0]
+    assert vote["name"] == "pair" and vote["distance"] == pytest.approx(0.15, abs=1e-3)
+    one = by_x(ask(Service(store, match="knn", k=1), "recognize", group, annotate=False)[0]["faces"])[0]
+    assert one["name"] == "near"
+
+
+def test_an_empty_gallery_knows_nobody():
+    service = Service(FixedStore([], np.empty((0, 128))))
+    body, _ = ask(service, "recognize", images.read_image(REPO_PROBES / "group_small_faces.jpg"), annotate=False)
+    assert [(f["name"], f["distance"], f["confidence"]) for f in body["faces"]] == [(UNKNOWN, None, 0.0)] * 2
+
+
+def test_timings_are_milliseconds_with_two_decimals_and_add_up(shared_service, group):
+    started = time.perf_counter()
+    body, _ = ask(shared_service, "recognize", group)
+    wall_ms = (time.perf_counter() - started) * 1000
+    timings = body["timings_ms"]
+    assert all(isinstance(v, float) and v == round(v, 2) for v in timings.values()), timings
+    assert timings["detect"] > 0 and timings["encode"] > 1  # detecting and encoding two faces take time
+    laps = timings["detect"] + timings["encode"] + timings["match"] + timings["draw"]
+    assert laps - 0.05 <= timings["total"] <= wall_ms
+
+
+# --- tracking: which token vouches for which face -----------------------------------------------
+
+def vouch(name: str, box, tolerance: float = 0.6, seen: float = 1000.0) -> Vouch:
+    return Vouch(name, 0.3, box, tolerance, seen)
+
+
+def test_each_box_takes_the_token_that_overlaps_it_most():
+    tracker = Tracker(clock=lambda: 1000.0)
+    box = (0, 100, 100, 0)
+    near, nearer = (0, 100, 100, 30), (0, 100, 100, 10)  # IoU 0.7 and 0.9 with the box
+    tokens = [tracker.issue(vouch("near", near)), tracker.issue(vouch("nearer", nearer)),
+              tracker.issue(vouch("far", (500, 600, 600, 500)))]
+    [found] = tracked_matches([box], tokens, 0.6, tracker)
+    assert found.name == "nearer"
+    [found] = tracked_matches([box], tokens[::-1], 0.6, tracker)
+    assert found.name == "nearer"
+
+
+def test_an_overlap_of_exactly_half_is_enough_and_less_is_not():
+    tracker = Tracker(clock=lambda: 1000.0)
+    box = (0, 100, 100, 0)
+    half = tracker.issue(vouch("half", (0, 100, 50, 0)))  # IoU exactly 0.5
+    assert tracked_matches([box], [half], 0.6, tracker)[0].name == "half"
+    less = tracker.issue(vouch("less", (0, 100, 49, 0)))
+    assert tracked_matches([box], [less], 0.6, tracker) == [None]
+    assert tracked_matches([box], [], 0.6, tracker) == [None] and tracked_matches([], [half], 0.6, tracker) == []
+
+
+def test_a_tracked_face_gets_a_token_for_where_it_is_now(group):
+    now = [1_000_000.0]
+    store = FixedStore(["x"], [np.full(128, 5.0)])
+    service = Service(store, tracker=Tracker(clock=lambda: now[0]))
+    [box, *_] = detect_faces(group, SETTINGS)
+    top, right, bottom, left = box
+    shifted = (top + 2, right + 2, bottom + 2, left + 2)  # where the face was in the last frame
+    token = service.tracker.issue(Vouch("grace_hopper", 0.3, shifted, 0.6, now[0] - 1))
+    body, _ = ask(service, "recognize", group, annotate=False, track=[token])
+    [face] = [f for f in body["faces"] if tuple(f["box"]) == box]
+    assert face["tracked"] is True and face["name"] == "grace_hopper" and face["distance"] == 0.3
+    assert service.tracker.verify(face["track"]) == Vouch("grace_hopper", 0.3, box, 0.6, now[0] - 1)
