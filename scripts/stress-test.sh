@@ -27,7 +27,7 @@ run() {  # run LABEL PYTEST-ARGS...: one pytest run, its log kept, its failures 
     local log="$logs/$label.log" start=$SECONDS status=0
     .venv/bin/python -m pytest -q -p no:cacheprovider "$@" >"$log" 2>&1 || status=$?
     local line
-    line=$(grep -E '^=+ .*(passed|failed|error).* in ' "$log" | tail -1 | tr -d '=' | sed 's/^ *//')
+    line=$(grep -E '(passed|failed|error).* in [0-9.]+s' "$log" | tail -1 | tr -d '=' | sed 's/^ *//' || true)
     summary+=("$(printf '%-34s %s (%d s)' "$label" "${line:-no summary, exit $status}" $((SECONDS - start)))")
     if [ "$status" -ne 0 ]; then
         failed=1
