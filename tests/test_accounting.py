@@ -15,6 +15,7 @@ import queue
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -155,7 +156,14 @@ def test_every_image_answered_once_across_server_kills(workers, gallery, sources
                 answered.append(json.loads(line))
             assert client.poll() is None, f"seed {SEED}: the client finished before kill {round_}"
             kill(server)
-            server = start_server(gallery, tmp_path / f"server-{round_}.log", workers, address)  # answers a ping
+            # The client is held while the new server starts: otherwise the readiness ping can queue behind
+            # the client's resent requests until the client has finished its folder, before the next kill.
+            # Its requests to the killed server stay lost, and it resends them once it goes on.
+            client.send_signal(signal.SIGSTOP)
+            try:
+                server = start_server(gallery, tmp_path / f"server-{round_}.log", workers, address)
+            finally:
+                client.send_signal(signal.SIGCONT)
         while (line := lines.next(f"result {len(answered) + 1} (after the kills)")) is not None:
             answered.append(json.loads(line))
         status = client.wait(timeout=WAIT)
