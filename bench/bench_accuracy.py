@@ -35,13 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.face_sets import SMALL_FACE_SETS, Case, all_sets, make_gallery  # noqa: E402
 from bench.recipes import DemoRecipe, StockRecipe  # noqa: E402
-from facewire import recognize  # noqa: E402
-from facewire.client import Client  # noqa: E402
+from facewire.client.client import Client  # noqa: E402
 from facewire.evaluate import Score, judge  # noqa: E402
-from facewire.gallery import load_gallery  # noqa: E402
-from facewire.matching import match_faces  # noqa: E402
+from facewire.faces import recognize  # noqa: E402
+from facewire.faces.matching import MatchSettings, match_faces  # noqa: E402
+from facewire.faces.recognize import DetectorSettings, find_faces  # noqa: E402
 from facewire.process import ServerProcess  # noqa: E402
-from facewire.recognize import DetectorSettings, find_faces  # noqa: E402
+from facewire.store.gallery import load_gallery  # noqa: E402
 
 Names = Callable[[Sequence[Case]], list[list[str]]]
 
@@ -113,7 +113,7 @@ def variant_table(sets: dict[str, list[Case]], gallery: Path, variants: dict[str
 def _judged(case: Case, known) -> Score:
     faces = find_faces(case.image, DetectorSettings())
     encodings = np.array([face.encoding for face in faces]) if faces else np.empty((0, 128))
-    return judge((m.name for m in match_faces(encodings, known.encodings, known.names, 0.6)), case.expected)
+    return judge((m.name for m in match_faces(encodings, known.encodings, known.names, MatchSettings(0.6))), case.expected)
 
 
 @contextmanager

@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.recipes import DemoRecipe  # noqa: E402
-from facewire import images  # noqa: E402
-from facewire.client import Client  # noqa: E402
-from facewire.gallery import load_gallery  # noqa: E402
+from facewire.client.client import Client  # noqa: E402
+from facewire.faces import images  # noqa: E402
+from facewire.faces.recognize import DetectorSettings  # noqa: E402
 from facewire.process import ServerProcess  # noqa: E402
-from facewire.recognize import DetectorSettings  # noqa: E402
+from facewire.store.gallery import load_gallery  # noqa: E402
 
 FACES = ROOT.parent / "shared" / "data" / "faces"
 

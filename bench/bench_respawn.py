@@ -30,8 +30,8 @@ import zmq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from facewire import protocol  # noqa: E402
 from facewire.process import children, free_port  # noqa: E402
+from facewire.wire import protocol  # noqa: E402
 
 
 def workers(broker: int) -> list[int]:

@@ -25,11 +25,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from facewire import images, protocol  # noqa: E402
-from facewire.client import Client  # noqa: E402
-from facewire.gallery import load_gallery, scan  # noqa: E402
-from facewire.process import ServerProcess, answers_ping  # noqa: E402
-from facewire.recognize import DetectorSettings  # noqa: E402
+from facewire.client.client import Client  # noqa: E402
+from facewire.faces import images  # noqa: E402
+from facewire.faces.recognize import DetectorSettings  # noqa: E402
+from facewire.process import ServerProcess  # noqa: E402
+from facewire.store.gallery import load_gallery, scan  # noqa: E402
+from facewire.wire import protocol  # noqa: E402
+from facewire.wire.ping import answers_ping  # noqa: E402
 
 FACES = ROOT.parent / "shared" / "data" / "faces"
 
@@ -149,7 +151,7 @@ def big_gallery(size: int, tmp: Path) -> list[str]:
         with ServerProcess(known, tmp / f"big{workers}.log", "--workers", str(workers), "--cache", str(cache)) as server:
             ready = time.perf_counter() - started
             assert answers_ping(server.address)
-            loaded = re.search(r"loaded in ([\d.]+) s", server.log()).group(1)
+            loaded = re.search(r"gallery .*, loaded in ([\d.]+) s", server.log()).group(1)
         rows.append(f"| warm: `server.py --workers {workers}` start until it answers | {warm.photos} | "
                     f"{len(gallery.names)} | {len(gallery.people)} | {ready:.2f} (gallery {loaded}) |")
     return rows

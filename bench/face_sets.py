@@ -26,9 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facewire import images
-from facewire.matching import UNKNOWN, match_faces
-from facewire.recognize import Box, DetectorSettings, find_faces
+from facewire.faces import images
+from facewire.faces.matching import UNKNOWN, MatchSettings, match_faces
+from facewire.faces.recognize import Box, DetectorSettings, find_faces
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"
@@ -79,8 +79,9 @@ def shared_set(faces: Path = SHARED_FACES) -> list[Case]:
 
 def portraits(shared: list[Case], gallery: Path) -> list[Portrait]:
     """Every face of the shared photos and of the repo's group picture, with who it is."""
-    from facewire.gallery import load_gallery  # noqa: PLC0415 - only the set builder needs it
     import tempfile
+
+    from facewire.store.gallery import load_gallery  # noqa: PLC0415 - only the set builder needs it
 
     with tempfile.TemporaryDirectory() as tmp:
         known, _ = load_gallery(gallery, DetectorSettings(), Path(tmp) / "cache.npz")
@@ -92,7 +93,7 @@ def portraits(shared: list[Case], gallery: Path) -> list[Portrait]:
                 ("grace_hopper", EXPECTED_UNKNOWN))]
     for name, photo, expected in sources:
         faces = find_faces(photo, DetectorSettings())
-        matches = match_faces(np.array([f.encoding for f in faces]), known.encodings, known.names, 0.6)
+        matches = match_faces(np.array([f.encoding for f in faces]), known.encodings, known.names, MatchSettings(0.6))
         who = [EXPECTED_UNKNOWN if m.name == UNKNOWN else m.name for m in matches]
         if Counter(who) != Counter(expected):
             raise ValueError(f"{name}: faces at full size are {who}, labels say {list(expected)}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facewire.gallery import scan
+from facewire.store.gallery import scan
 
 with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
     warnings.simplefilter("ignore", UserWarning)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from .store import EnrolError, check_name
+from facewire.store.live import EnrolError, check_name
 
 Number = TypeVar("Number", int, float)
 

@@ -19,10 +19,10 @@ from typing import Iterable
 
 import numpy as np
 
-from . import images
-from .gallery import Gallery, load_gallery
-from .matching import METHODS, UNKNOWN, match_faces
-from .recognize import DetectorSettings, find_faces
+from facewire.faces import images
+from facewire.faces.matching import METHODS, UNKNOWN, MatchSettings, match_faces
+from facewire.faces.recognize import DetectorSettings, find_faces
+from facewire.store.gallery import Gallery, load_gallery
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def score(gallery: Gallery, encoded: dict[str, np.ndarray], labels: dict[str, li
     """All probes at one tolerance, added up."""
     total = Score(0, 0, 0, 0)
     for name, encodings in encoded.items():
-        matches = match_faces(encodings, gallery.encodings, gallery.names, tolerance, method)
+        matches = match_faces(encodings, gallery.encodings, gallery.names, MatchSettings(tolerance, method))
         total += judge((m.name for m in matches), labels[name])
     return total
 

@@ -1,4 +1,5 @@
-"""Run `server.py` as a child process on a free loopback port: for tests, benchmarks and demos."""
+"""Run the server (`python -m facewire.serve`) as a child process on a free loopback port: for tests,
+benchmarks and demos."""
 
 from __future__ import annotations
 
@@ -8,11 +9,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
 
-import zmq
-
-from . import protocol
+from facewire.wire.ping import answers_ping
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,23 +20,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def ping_reply(address: str, timeout_ms: int = 1000,
-               secure: Callable[[zmq.Socket], None] | None = None) -> dict[str, Any] | None:
-    """The body of a server's answer to a ping within the timeout, or None (quietly, one try)."""
-    with zmq.Context.instance().socket(zmq.REQ) as socket:
-        socket.setsockopt(zmq.LINGER, 0)
-        if secure:
-            secure(socket)
-        socket.connect(address)
-        socket.send_multipart(protocol.pack_request("ping"))
-        return protocol.unpack_reply(socket.recv_multipart())[0] if socket.poll(timeout_ms) else None
-
-
-def answers_ping(address: str, timeout_ms: int = 1000, secure: Callable[[zmq.Socket], None] | None = None) -> bool:
-    """True if a server at `address` answers a ping within the timeout."""
-    return ping_reply(address, timeout_ms, secure) is not None
 
 
 def children(pid: int) -> list[int]:
@@ -55,14 +36,14 @@ def children(pid: int) -> list[int]:
 
 
 class ServerProcess:
-    """`python server.py` as a subprocess, its log captured to a file; ready when it answers ping."""
+    """The server as a subprocess, its log captured to a file; ready when it answers ping."""
 
     def __init__(self, known_faces: Path, log_path: Path, *extra: str, ready_within: float = 120, wait: bool = True,
                  address: str | None = None):
         """Start the server; with wait=False, ready means its "ready on" log line (a broker with no workers)."""
         self.address = address or f"tcp://127.0.0.1:{free_port()}"
         self.log_path = Path(log_path)
-        command = [sys.executable, str(ROOT / "server.py"), "--known-faces", str(known_faces),
+        command = [sys.executable, "-m", "facewire.serve", "--known-faces", str(known_faces),
                    "--bind", self.address, *extra]
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

@@ -9,6 +9,6 @@ from __future__ import annotations
 
 
 def pytest_sessionstart(session) -> None:
-    from facewire import draw
+    from facewire.faces import draw
 
     draw._strip_size.cache_clear()

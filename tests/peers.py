@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import zmq
 
-from facewire import protocol
+from facewire.wire import protocol
 
 WAIT = 10.0
 """Seconds any one test may block on the client before it fails (generous: the machine may be busy)."""

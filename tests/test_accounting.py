@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 import zmq
 
-from facewire import protocol
-from facewire.client import Client, Result, ServerUnavailable
-from facewire.images import ImageError
+from facewire.client.client import Client, Result, ServerUnavailable
+from facewire.faces.images import ImageError
 from facewire.process import ServerProcess, free_port
+from facewire.wire import protocol
 
 from .conftest import REPO_KNOWN, REPO_PROBES, ROOT, SHARED_FACES, headless_env, run_client
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import zmq
 
-from facewire import protocol
-from facewire.client import Client, Result, ServerError, ServerUnavailable
-from facewire.keys import ClientKeys, ServerKeys
+from facewire.client.client import Client, Result, ServerError, ServerUnavailable
+from facewire.wire import protocol
+from facewire.wire.keys import PLAIN, ClientKeys, ServerKeys
 
 from .peers import Peer, deadline, marked, recognized, wait_until
 
@@ -62,7 +62,7 @@ def test_recognize_returns_faces_timings_and_the_image(wire):
         result = client.recognize(image)
         plain = client.recognize(image, annotate=False, tolerance=0.5)
     assert isinstance(result, Result) and result.names == ["frame0"]
-    assert result.faces[0]["track"] == "token0" and result.timings_ms == {"total": 1.0}
+    assert result.faces[0].track == "token0" and result.timings_ms == {"total": 1.0}
     np.testing.assert_array_equal(result.image, image)
     seen = [r.header for r in peer.received]
     assert all(h.get("encoding", "raw") == wire for h in seen)
@@ -125,7 +125,7 @@ def test_the_client_still_works_after_giving_up():
 def test_giving_up_is_logged_attempt_by_attempt(caplog):
     never = lambda request, attempt: True  # noqa: E731
     with Peer(ignore=never, hold=0) as peer, Client(peer.address, timeout=0.2, retries=1) as client, deadline():
-        with caplog.at_level(logging.WARNING, logger="facewire.client"), pytest.raises(ServerUnavailable):
+        with caplog.at_level(logging.WARNING, logger="facewire.client.client"), pytest.raises(ServerUnavailable):
             client.ping()
     assert [r.getMessage() for r in caplog.records] == [
         f"no reply from {peer.address} in 0.2 s (attempt 1 of 2)",
@@ -135,14 +135,14 @@ def test_giving_up_is_logged_attempt_by_attempt(caplog):
 def test_the_logged_timeout_is_in_seconds_to_a_tenth(caplog):
     never = lambda request, attempt: True  # noqa: E731
     with Peer(ignore=never, hold=0) as peer, Client(peer.address, timeout=0.45, retries=0) as client, deadline():
-        with caplog.at_level(logging.WARNING, logger="facewire.client"), pytest.raises(ServerUnavailable):
+        with caplog.at_level(logging.WARNING, logger="facewire.client.client"), pytest.raises(ServerUnavailable):
             client.ping()
     assert [r.getMessage() for r in caplog.records] == [f"no reply from {peer.address} in 0.5 s (attempt 1 of 1)"]
 
 
 def test_the_defaults_wait_20_seconds_and_retry_twice():
     with Client("tcp://127.0.0.1:9") as client:
-        assert (client.timeout_ms, client.retries, client.wire, client.keys) == (20_000, 2, "raw", None)
+        assert (client.timeout_ms, client.retries, client.wire, client.keys) == (20_000, 2, "raw", PLAIN)
     with Client("tcp://127.0.0.1:9", timeout=2.5) as client:
         assert client.timeout_ms == 2500
 

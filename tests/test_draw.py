@@ -10,8 +10,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from facewire import draw
-from facewire.recognize import DetectorSettings, detect_faces
+from facewire.faces import draw
+from facewire.faces.recognize import DetectorSettings, detect_faces
 
 from .conftest import REPO_PROBES, SHARED_FACES
 

@@ -15,13 +15,16 @@ import numpy as np
 import pytest
 import zmq
 
-from facewire import draw, protocol, service as service_module
-from facewire.client import Client, ServerError
-from facewire.recognize import DetectorSettings
-from facewire.store import GalleryStore
+from facewire.client.client import Client, ServerError
+from facewire.faces import draw
+from facewire.faces.recognize import DetectorSettings
 from facewire.process import ServerProcess, free_port
-from facewire.server import bind_rep, serve
-from facewire.service import Service
+from facewire.serve import service as service_module
+from facewire.serve.service import Service
+from facewire.serve.worker import serve
+from facewire.store.live import GalleryStore
+from facewire.wire import protocol
+from facewire.wire.transport import open_socket
 
 from .conftest import REPO_KNOWN, REPO_PROBES, headless_env, run_client
 
@@ -85,7 +88,7 @@ def test_the_annotated_image_shows_the_names_of_the_reply(repo_server):
     with Client(repo_server.address) as client:
         result = client.recognize(group)
     assert sorted(result.names) == ["Unknown", "grace_hopper"]
-    assert np.array_equal(result.image, drawn_as_replied(group, result.faces))
+    assert np.array_equal(result.image, drawn_as_replied(group, [face.to_json() for face in result.faces]))
 
 
 def test_without_a_display_the_client_saves_and_says_where(repo_server, tmp_path):
@@ -250,7 +253,7 @@ def test_a_request_that_crashes_recognition_still_gets_a_reply(monkeypatch, tmp_
     service = Service(GalleryStore(empty_gallery, DetectorSettings()))
     address = f"tcp://127.0.0.1:{free_port()}"
     context = zmq.Context()
-    socket = bind_rep(context, address, service.limits)
+    socket = open_socket(context, zmq.REP, address, bind=True, max_bytes=service.limits.max_frame_bytes, serving=True)
     stop = threading.Event()
     thread = threading.Thread(target=serve, args=(service, socket, stop))
     thread.start()

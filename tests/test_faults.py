@@ -11,9 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from facewire import images
-from facewire.client import Client, ServerUnavailable
-from facewire.process import ServerProcess, answers_ping, free_port
+from facewire.client.client import Client, ServerUnavailable
+from facewire.faces import images
+from facewire.process import ServerProcess, free_port
+from facewire.wire.ping import answers_ping
 
 from .conftest import REPO_PROBES
 

@@ -7,11 +7,11 @@ import fcntl
 import json
 import os
 import pty
-import struct
-import termios
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 
 import pytest
 

@@ -14,9 +14,10 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from facewire import protocol
-from facewire.client import Client
-from facewire.process import ServerProcess, answers_ping
+from facewire.client.client import Client
+from facewire.process import ServerProcess
+from facewire.wire import protocol
+from facewire.wire.ping import answers_ping
 
 from .conftest import REPO_PROBES
 

@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from facewire import gallery as gallery_module
-from facewire.gallery import DEFAULT_CACHE_NAME, encode_photo, load_gallery, read_cache, write_cache
+from facewire.faces.matching import MatchSettings, match_faces
+from facewire.faces.recognize import DetectorSettings
 from facewire.process import ROOT
-from facewire.matching import match_faces
-from facewire.recognize import DetectorSettings
+from facewire.store import gallery as gallery_module
+from facewire.store.gallery import DEFAULT_CACHE_NAME, encode_photo, load_gallery, read_cache, write_cache
 
 from .conftest import REPO_KNOWN, REPO_PROBES
 
@@ -93,7 +93,7 @@ def test_photo_with_several_faces_uses_the_largest(tmp_path, caplog):
         gallery, _ = load_gallery(folder, SETTINGS)
     assert "pair.jpg has 2 faces; using the largest" in caplog.text
     reference = encode_photo(REPO_KNOWN / "grace_hopper.jpg", SETTINGS).encoding
-    assert match_faces(reference[None], gallery.encodings, gallery.names, 0.4)[0].name == "pair"
+    assert match_faces(reference[None], gallery.encodings, gallery.names, MatchSettings(0.4))[0].name == "pair"
 
 
 def test_warm_start_encodes_nothing(known):
@@ -190,7 +190,7 @@ def test_explicit_cache_path_and_empty_gallery(tmp_path):
 WRITER = """
 import sys, numpy as np
 from pathlib import Path
-from facewire.gallery import CacheEntry, write_cache
+from facewire.store.gallery import CacheEntry, write_cache
 path, rows = Path(sys.argv[1]), np.random.default_rng(0).normal(size=(2000, 128))
 versions = [{f"{i:064x}": CacheEntry(1, rows[i]) for i in range(n)} for n in (1999, 2000)]
 turn = 0

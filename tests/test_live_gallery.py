@@ -8,10 +8,10 @@ import time
 import cv2
 import pytest
 
-from facewire import images
-from facewire.client import Client, ServerError
+from facewire.client.client import Client, ServerError
+from facewire.faces import images
 from facewire.process import ServerProcess
-from facewire.store import FOLDER_CHECK_SECONDS, EnrolError, check_name
+from facewire.store.live import FOLDER_CHECK_SECONDS, EnrolError, check_name
 
 from .conftest import REPO_KNOWN, REPO_PROBES, run_client
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from facewire import images
-from facewire.client import Client, ServerUnavailable
+from facewire.client.client import Client, ServerUnavailable
+from facewire.faces import images
 from facewire.process import ServerProcess
 
 from .conftest import REPO_PROBES

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from facewire.matching import UNKNOWN, Match, confidence, distance_matrix, match_faces
+from facewire.faces.matching import UNKNOWN, Match, MatchSettings, confidence, distance_matrix, match_faces
 
 
 def at(*coordinates: float) -> np.ndarray:
@@ -62,7 +62,7 @@ def test_a_face_is_at_distance_zero_from_itself_never_nan():
 def test_each_face_gets_the_name_of_its_nearest_photo():
     known = gallery((1.0,), (0.0, 1.0), (0.0, 0.0, 1.0))
     faces = np.array([at(0.0, 0.9), at(0.0, 0.0, 1.1), at(0.95)])
-    matches = match_faces(faces, known, ["ann", "bob", "cid"], 0.6)
+    matches = match_faces(faces, known, ["ann", "bob", "cid"], MatchSettings(0.6))
     assert [m.name for m in matches] == ["bob", "cid", "ann"]
     assert [m.distance for m in matches] == pytest.approx([0.1, 0.1, 0.05])
     assert [m.confidence for m in matches] == pytest.approx([1 - 0.1 / 1.2, 1 - 0.1 / 1.2, 1 - 0.05 / 1.2])
@@ -71,23 +71,23 @@ def test_each_face_gets_the_name_of_its_nearest_photo():
 
 def test_a_distance_exactly_at_the_tolerance_is_a_match_and_just_beyond_is_not():
     known = gallery((0.5,))
-    [exact] = match_faces(np.array([at(0.0)]), known, ["ann"], 0.5)
+    [exact] = match_faces(np.array([at(0.0)]), known, ["ann"], MatchSettings(0.5))
     assert exact == Match("ann", 0.5, 0.5)
-    [exact] = match_faces(np.array([at(0.5)]), gallery((0.0,)), ["ann"], 0.5)  # the face at 0.5 e1, the photo at 0
+    [exact] = match_faces(np.array([at(0.5)]), gallery((0.0,)), ["ann"], MatchSettings(0.5))  # the face at 0.5 e1, the photo at 0
     assert exact == Match("ann", 0.5, 0.5)
-    [beyond] = match_faces(np.array([at(0.0)]), known, ["ann"], math.nextafter(0.5, 0))
+    [beyond] = match_faces(np.array([at(0.0)]), known, ["ann"], MatchSettings(math.nextafter(0.5, 0)))
     assert beyond.name == UNKNOWN and beyond.distance == 0.5
 
 
 def test_a_face_too_far_from_everyone_is_unknown_with_its_nearest_distance():
-    [match] = match_faces(np.array([at(3.0)]), gallery((1.0,), (0.0, 1.0)), ["ann", "bob"], 0.6)
+    [match] = match_faces(np.array([at(3.0)]), gallery((1.0,), (0.0, 1.0)), ["ann", "bob"], MatchSettings(0.6))
     assert match.name == UNKNOWN and match.distance == pytest.approx(2.0) and match.confidence == 0.0
 
 
 def test_no_faces_no_matches_and_an_empty_gallery_knows_nobody():
-    assert match_faces(np.empty((0, 128)), gallery((1.0,)), ["ann"], 0.6) == []
-    assert match_faces(np.empty((0, 128)), np.empty((0, 128)), [], 0.6, method="knn") == []
-    matches = match_faces(np.array([at(1.0), at(2.0)]), np.empty((0, 128)), [], 0.6)
+    assert match_faces(np.empty((0, 128)), gallery((1.0,)), ["ann"], MatchSettings(0.6)) == []
+    assert match_faces(np.empty((0, 128)), np.empty((0, 128)), [], MatchSettings(0.6, "knn")) == []
+    matches = match_faces(np.array([at(1.0), at(2.0)]), np.empty((0, 128)), [], MatchSettings(0.6))
     assert len(matches) == 2
     assert all(m.name == UNKNOWN and math.isnan(m.distance) and m.confidence == 0.0 for m in matches)
 
@@ -98,21 +98,21 @@ def test_knn_lets_several_near_photos_outvote_one_nearer_photo():
     known = gallery((0.1,), (0.0, 0.25), (0.0, 0.0, 0.25), (0.0, 0.0, 0.0, 0.25))
     names = ["bob", "ann", "ann", "ann"]
     face = np.array([at(0.0)])
-    assert match_faces(face, known, names, 0.6)[0].name == "bob"
-    [vote] = match_faces(face, known, names, 0.6, method="knn", k=4)
+    assert match_faces(face, known, names, MatchSettings(0.6))[0].name == "bob"
+    [vote] = match_faces(face, known, names, MatchSettings(0.6, "knn", 4))
     assert vote.name == "ann" and vote.distance == pytest.approx(0.25)  # 3/0.25 = 12 beats 1/0.1 = 10
     assert vote.confidence == pytest.approx(1 - 0.25 / 1.2)
-    [two] = match_faces(face, known, names, 0.6, method="knn", k=2)  # bob 1/0.1 against ann 1/0.25
+    [two] = match_faces(face, known, names, MatchSettings(0.6, "knn", 2))  # bob 1/0.1 against ann 1/0.25
     assert two.name == "bob" and two.distance == pytest.approx(0.1)
 
 
 def test_knn_weighs_each_vote_by_the_inverse_distance():
     known = gallery((0.1,), (0.0, 0.25), (0.0, 0.0, 0.25))
     face = np.array([at(0.0)])
-    [vote] = match_faces(face, known, ["bob", "ann", "ann"], 0.6, method="knn", k=3)
+    [vote] = match_faces(face, known, ["bob", "ann", "ann"], MatchSettings(0.6, "knn", 3))
     assert vote.name == "bob"  # 1/0.1 = 10 beats 2/0.25 = 8
     known = gallery((0.1,), (0.0, 0.15), (0.0, 0.0, 0.15))
-    [vote] = match_faces(face, known, ["bob", "ann", "ann"], 0.6, method="knn", k=3)
+    [vote] = match_faces(face, known, ["bob", "ann", "ann"], MatchSettings(0.6, "knn", 3))
     assert vote.name == "ann"  # 2/0.15 = 13.3 beats 10
 
 
@@ -121,35 +121,35 @@ def test_knn_default_k_is_the_rounded_square_root_of_the_gallery_size():
     points = [(0.2,), (0.0, 0.35), (0.0, 0.0, 0.35)] + [(0.0,) * i + (0.5,) for i in range(3, 9)]
     names = ["ann", "bob", "bob"] + ["ann"] * 6
     face = np.array([at(0.0)])
-    [vote] = match_faces(face, gallery(*points), names, 0.6, method="knn")
+    [vote] = match_faces(face, gallery(*points), names, MatchSettings(0.6, "knn"))
     assert vote.name == "bob"  # 2/0.35 = 5.7 against ann's 1/0.2 = 5 (k=3); with k=4 ann would win
-    [small] = match_faces(face, gallery((0.2,), (0.0, 0.3)), ["ann", "bob"], 0.6, method="knn")
+    [small] = match_faces(face, gallery((0.2,), (0.0, 0.3)), ["ann", "bob"], MatchSettings(0.6, "knn"))
     assert small.name == "ann"  # 2 photos: k = 1
 
 
 def test_knn_only_counts_photos_within_the_tolerance_including_exactly_at_it():
     known = gallery((0.5,), (0.0, 0.7), (0.0, 0.0, 0.7))
     face = np.array([at(0.0)])
-    [vote] = match_faces(face, known, ["ann", "bob", "bob"], 0.5, method="knn", k=3)
+    [vote] = match_faces(face, known, ["ann", "bob", "bob"], MatchSettings(0.5, "knn", 3))
     assert vote == Match("ann", 0.5, 0.5)  # bob's photos are beyond the tolerance: no votes
-    [none] = match_faces(face, known, ["ann", "bob", "bob"], math.nextafter(0.5, 0), method="knn", k=3)
+    [none] = match_faces(face, known, ["ann", "bob", "bob"], MatchSettings(math.nextafter(0.5, 0), "knn", 3))
     assert none.name == UNKNOWN and none.distance == 0.5  # the nearest photo's distance
 
 
 def test_knn_says_unknown_when_no_neighbour_is_within_tolerance():
     known = gallery((1.0,), (0.0, 1.0), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0, 1.2))
-    [vote] = match_faces(np.array([at(0.0)]), known, ["a", "b", "c", "d"], 0.6, method="knn")
+    [vote] = match_faces(np.array([at(0.0)]), known, ["a", "b", "c", "d"], MatchSettings(0.6, "knn"))
     assert vote.name == UNKNOWN and vote.distance == pytest.approx(1.0)
     assert vote.confidence == pytest.approx(1 - 1.0 / 1.2)  # as far as the nearest photo
 
 
 def test_knn_survives_a_photo_identical_to_the_face():
     known = gallery((0.0,), (0.0, 0.1), (0.0, 0.0, 0.1))
-    [vote] = match_faces(np.array([at(0.0)]), known, ["ann", "bob", "bob"], 0.6, method="knn", k=3)
+    [vote] = match_faces(np.array([at(0.0)]), known, ["ann", "bob", "bob"], MatchSettings(0.6, "knn", 3))
     assert vote.name == "ann" and vote.distance == 0.0 and vote.confidence == 1.0  # 1/1e-6 outweighs 2/0.1
 
 
 def test_knn_names_each_face_on_its_own():
     known = gallery((1.0,), (0.0, 1.0))
     faces = np.array([at(0.0, 0.9), at(0.9)])
-    assert [m.name for m in match_faces(faces, known, ["ann", "bob"], 0.6, method="knn", k=1)] == ["bob", "ann"]
+    assert [m.name for m in match_faces(faces, known, ["ann", "bob"], MatchSettings(0.6, "knn", 1))] == ["bob", "ann"]

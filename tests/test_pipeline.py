@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import zmq
 
-from facewire import protocol
-from facewire.client import Client, Result, ServerError
-from facewire.keys import ClientKeys, ServerKeys
-from facewire.pipeline import Pipeline, ServerUnavailable
+from facewire.client.client import Client, Result, ServerError
+from facewire.client.pipeline import Pipeline, ServerUnavailable
+from facewire.wire import protocol
+from facewire.wire.keys import ClientKeys, ServerKeys
 
 from .peers import Peer, deadline, marked, recognized, wait_until
 
@@ -213,7 +213,7 @@ def test_a_resend_is_logged(context, caplog):
         pipeline = pipeline_to(context, peer.address, timeout=0.5, retries=1)
         try:
             pipeline.send(1, protocol.pack_request("recognize", marked(1), id=1))
-            with caplog.at_level(logging.WARNING, logger="facewire.pipeline"):
+            with caplog.at_level(logging.WARNING, logger="facewire.client.pipeline"):
                 assert pipeline.receive()[0] == 1
         finally:
             pipeline.close()
@@ -275,7 +275,7 @@ def test_once_the_server_is_gone_each_later_image_is_answered_as_it_is_read():
         for outcome in client.recognize_many(images(), in_flight=1):
             assert isinstance(outcome, ServerUnavailable)
             seen.append(len(read))
-    assert seen == [2, 2, 3, 4]  # image 1 is read before image 0's outcome is given, then one by one
+    assert seen == [1, 2, 3, 4]  # each outcome is given before the next image is read
     assert [r.marker for r in peer.received] == [0]
 
 

@@ -7,8 +7,9 @@ import zlib
 import numpy as np
 import pytest
 
-from facewire import images, protocol
-from facewire.protocol import Limits, ProtocolError, parse_request
+from facewire.faces import images
+from facewire.wire import protocol
+from facewire.wire.protocol import Limits, ProtocolError, parse_request
 
 
 def header(**fields) -> bytes:
@@ -26,7 +27,7 @@ def test_recognize_request_round_trips_the_image():
     image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     request = parse_request(protocol.pack_request("recognize", image, tolerance=0.5))
     assert request.op == "recognize" and not request.classic
-    assert request.options == {"tolerance": 0.5}
+    assert request.options == protocol.RecognizeOptions(tolerance=0.5)
     np.testing.assert_array_equal(request.image, image)
 
 
@@ -95,7 +96,7 @@ def test_malformed_requests_are_refused_with_a_code(frames, code):
 
 def test_track_takes_up_to_32_strings_of_up_to_1024_characters_whatever_they_hold():
     frames = protocol.pack_request("recognize", np.zeros((1, 1, 3), dtype=np.uint8), track=["t" * 1024] * 32)
-    assert parse_request(frames).options["track"] == ["t" * 1024] * 32  # the service verifies them
+    assert parse_request(frames).options.track == ("t" * 1024,) * 32  # the service verifies them
 
 
 def test_nan_tolerance_is_refused():
@@ -125,7 +126,7 @@ def recognize_header(**fields) -> bytes:
 
 @pytest.mark.parametrize("tolerance", [0, 0.0, 0.6, 1, 2, 2.0])
 def test_tolerances_from_0_to_2_inclusive_are_accepted(tolerance):
-    assert parse_request([recognize_header(tolerance=tolerance), b"abc"]).options["tolerance"] == tolerance
+    assert parse_request([recognize_header(tolerance=tolerance), b"abc"]).options.tolerance == tolerance
 
 
 @pytest.mark.parametrize("tolerance", [2.000001, 3, -0.000001, True, False, None, [0.5], {"t": 1}, 1e400])
@@ -133,7 +134,7 @@ def test_tolerances_outside_0_to_2_or_not_numbers_are_refused(tolerance):
     frames = [json.dumps({"op": "recognize", "dtype": "uint8", "shape": [1, 1, 3],
                           "tolerance": tolerance}).replace("Infinity", "1e400").encode(), b"abc"]
     if tolerance is None:
-        assert parse_request(frames).options["tolerance"] is None  # null: the server's own tolerance
+        assert parse_request(frames).options.tolerance is None  # null: the server's own tolerance
         return
     error = refused(frames)
     assert (error.code, error.message) == ("bad_option", "tolerance must be a number from 0 to 2")
@@ -213,13 +214,13 @@ def test_a_refused_request_still_carries_its_valid_id():
 # --- the other ops and encodings ----------------------------------------------------------------------
 
 def test_gallery_ops_take_their_options():
-    assert parse_request([header(op="list")]).options == {}
+    assert parse_request([header(op="list")]).options == protocol.NoOptions()
     assert parse_request([header(op="reload")]).op == "reload"
     remove = parse_request([header(op="remove", name="ann", id=1)])
-    assert (remove.op, remove.options, remove.image, remove.request_id) == ("remove", {"name": "ann"}, None, 1)
+    assert (remove.op, remove.options, remove.image, remove.request_id) == ("remove", protocol.NameOptions("ann"), None, 1)
     image = np.zeros((2, 2, 3), dtype=np.uint8)
     enroll = parse_request(protocol.pack_request("enroll", image, "png", name="Zoë"))
-    assert enroll.op == "enroll" and enroll.options == {"name": "Zoë", "encoding": "png"}
+    assert enroll.op == "enroll" and enroll.options == protocol.EnrolOptions("Zoë", "png")
     np.testing.assert_array_equal(enroll.image, image)
 
 
@@ -360,10 +361,27 @@ def test_classic_replies_are_dtype_shape_and_pixels():
 
 
 def test_a_protocol_error_carries_its_code_message_and_request_id():
-    error = ProtocolError("bad_shape", "shape must be a list", "r-9")
+    error = protocol.BadShape("shape must be a list", "r-9")
     assert (error.code, error.message, error.request_id, str(error)) == ("bad_shape", "shape must be a list", "r-9",
                                                                          "shape must be a list")
-    assert ProtocolError("bad_request", "empty message").request_id is None
+    assert protocol.BadRequest("empty message").request_id is None
+
+
+def test_each_error_type_carries_its_own_code():
+    kinds = [protocol.BadRequest, protocol.BadHeader, protocol.UnknownOp, protocol.BadOption, protocol.BadDtype,
+             protocol.BadShape, protocol.TooLarge, protocol.BadImage, protocol.BadReply]
+    assert [kind("x").code for kind in kinds] == ["bad_request", "bad_header", "unknown_op", "bad_option", "bad_dtype",
+                                                  "bad_shape", "too_large", "bad_image", "bad_reply"]
+    assert all(issubclass(kind, ProtocolError) for kind in kinds)
+
+
+def test_faces_round_trip_through_json_and_a_malformed_face_is_a_bad_reply():
+    face = protocol.FaceResult("ann", 0.31, 0.742, (1, 9, 8, 2), True, "tok")
+    assert protocol.FaceResult.from_json(json.loads(json.dumps(face.to_json()))) == face
+    assert face.to_json()["box"] == [1, 9, 8, 2]
+    for broken in ({"name": "ann"}, None, {**face.to_json(), "box": [1, 2]}, "ann"):
+        with pytest.raises(protocol.BadReply):
+            protocol.FaceResult.from_json(broken)
 
 
 def test_replies_are_strict_json_a_nan_is_an_error_not_sent():

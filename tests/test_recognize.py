@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from facewire import images
-from facewire.matching import UNKNOWN, confidence, match_faces
-from facewire.recognize import HOG_MIN_FACE, DetectorSettings, detect_faces, detection_scale, find_faces
+from facewire.faces import images
+from facewire.faces.matching import UNKNOWN, MatchSettings, confidence, match_faces
+from facewire.faces.recognize import HOG_MIN_FACE, DetectorSettings, detect_faces, detection_scale, find_faces
 
 from .conftest import REPO_PROBES
 
@@ -70,7 +70,7 @@ def test_matching_equals_a_loop_over_the_gallery():
     known = generator.normal(size=(50, 128)) / 10
     faces = np.vstack([known[7] + 0.001, known[31] - 0.002, generator.normal(size=128)])
     names = [f"person{i // 2}" for i in range(50)]
-    matches = match_faces(faces, known, names, tolerance=0.6)
+    matches = match_faces(faces, known, names, MatchSettings(0.6))
     for face, match in zip(faces, matches):
         distances = [np.linalg.norm(face - k) for k in known]
         best = int(np.argmin(distances))
@@ -80,7 +80,7 @@ def test_matching_equals_a_loop_over_the_gallery():
 
 
 def test_matching_with_an_empty_gallery_says_unknown():
-    [match] = match_faces(np.zeros((1, 128)), np.empty((0, 128)), [], 0.6)
+    [match] = match_faces(np.zeros((1, 128)), np.empty((0, 128)), [], MatchSettings(0.6))
     assert match.name == UNKNOWN and np.isnan(match.distance)
 
 
@@ -89,14 +89,14 @@ def test_knn_lets_several_photos_outvote_one_nearer_photo():
     known = np.vstack([base + 0.030, base + 0.031, base + 0.032, base - 0.025])  # 3 of ann, 1 nearer of bob
     names = ["ann", "ann", "ann", "bob"]
     face = base[None, :]
-    assert match_faces(face, known, names, 0.6)[0].name == "bob"  # nearest photo wins by default
-    [vote] = match_faces(face, known, names, 0.6, method="knn", k=4)
+    assert match_faces(face, known, names, MatchSettings(0.6))[0].name == "bob"  # nearest photo wins by default
+    [vote] = match_faces(face, known, names, MatchSettings(0.6, "knn", 4))
     assert vote.name == "ann" and vote.distance == pytest.approx(0.030 * np.sqrt(128))
 
 
 def test_knn_says_unknown_when_no_neighbour_is_within_tolerance():
     known = np.eye(4, 128)
-    [vote] = match_faces(np.full((1, 128), 5.0), known, ["a", "b", "c", "d"], 0.6, method="knn")
+    [vote] = match_faces(np.full((1, 128), 5.0), known, ["a", "b", "c", "d"], MatchSettings(0.6, "knn"))
     assert vote.name == UNKNOWN and vote.confidence == 0.0
 
 

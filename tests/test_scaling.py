@@ -19,17 +19,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facewire import images, protocol
-from facewire.broker import WorkerPool
-from facewire.client import Client, ServerError
-from facewire.process import ROOT, ServerProcess, answers_ping, children, free_port
+from facewire.client.client import Client, ServerError
+from facewire.config import Config
+from facewire.faces import images
+from facewire.process import ROOT, ServerProcess, children, free_port
+from facewire.serve.supervisor import WorkerPool, worker_command
+from facewire.wire import protocol
+from facewire.wire.ping import answers_ping
 
 from .conftest import REPO_PROBES, run_client
 from .test_end_to_end import raw_request
 
 
 def worker_pids(log: str) -> set[str]:
-    return set(re.findall(r"facewire\.service\[(\d+)\]: recognize", log))
+    return set(re.findall(r"facewire\.serve\.service\[(\d+)\]: recognize", log))
 
 
 def probes() -> list[np.ndarray]:
@@ -199,8 +202,8 @@ def test_workers_are_forked_from_one_template_and_are_not_brokers(two_workers):
 
 
 def test_a_worker_template_that_cannot_start_is_retried_with_a_growing_delay(tmp_path):
-    pool = WorkerPool([sys.executable, str(ROOT / "server.py"), "--worker", "--connect", "ipc:///nowhere",
-                       "--known-faces", str(tmp_path / "no-such-gallery")], 1)
+    config = Config(known_faces=tmp_path / "no-such-gallery", connect="ipc:///nowhere")
+    pool = WorkerPool(worker_command(config), 1)
     try:
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline:

@@ -12,11 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from facewire import images, protocol
-from facewire.client import Client
-from facewire.keys import ClientKeys, make_keys
-from facewire.process import ServerProcess, answers_ping, free_port
-from facewire.server import is_public
+from facewire.client.client import Client
+from facewire.faces import images
+from facewire.process import ServerProcess, free_port
+from facewire.wire import protocol
+from facewire.wire.keys import PLAIN, ClientKeys, NoKeys, make_keys
+from facewire.wire.ping import answers_ping
+from facewire.wire.transport import is_public
 
 from .conftest import REPO_PROBES, run_client
 
@@ -107,7 +109,7 @@ class Relay:
         self.listener.close()
 
 
-def tapped_request(server_address: str, client_keys: ClientKeys | None) -> tuple[bytes, bytes]:
+def tapped_request(server_address: str, client_keys: ClientKeys | NoKeys) -> tuple[bytes, bytes]:
     """Send a photo through a wire tap; return (a distinctive run of its pixels, what the tap saw)."""
     image = images.read_image(REPO_PROBES / "grace_hopper.jpg")
     relay = Relay(int(server_address.rsplit(":", 1)[1]))
@@ -123,7 +125,7 @@ def tapped_request(server_address: str, client_keys: ClientKeys | None) -> tuple
 def test_the_wire_holds_no_image_bytes_in_clear(curve_server, keys, repo_server):
     sample, seen = tapped_request(curve_server.address, ClientKeys.load(keys / "alice.key_secret", keys / "server.key"))
     assert len(seen) > 400_000 and sample not in seen and b"grace_hopper" not in seen
-    sample, seen = tapped_request(repo_server.address, None)  # the control: without CURVE the tap reads it all
+    sample, seen = tapped_request(repo_server.address, PLAIN)  # the control: without CURVE the tap reads it all
     assert sample in seen and b"grace_hopper" in seen
 
 

@@ -16,13 +16,15 @@ import cv2
 import numpy as np
 import pytest
 
-from facewire import __version__, draw, images, protocol
-from facewire.gallery import Gallery
-from facewire.matching import UNKNOWN
-from facewire.recognize import DetectorSettings, detect_faces, encode_faces
-from facewire.service import Service, tracked_matches
-from facewire.store import GalleryStore
-from facewire.track import Tracker, Vouch
+from facewire import __version__
+from facewire.faces import draw, images
+from facewire.faces.matching import UNKNOWN, MatchSettings
+from facewire.faces.recognize import DetectorSettings, detect_faces, encode_faces
+from facewire.serve.service import Service, tracked_matches
+from facewire.serve.track import Tracker, Vouch
+from facewire.store.gallery import Gallery
+from facewire.store.live import GalleryStore
+from facewire.wire import protocol
 
 from .conftest import REPO_KNOWN, REPO_PROBES
 
@@ -105,7 +107,7 @@ def test_enroll_list_remove_and_reload(service, known, group):
 
 
 def test_a_refused_enrolment_or_removal_is_an_error_reply_with_its_code(service, group, caplog):
-    with caplog.at_level(logging.WARNING, logger="facewire.service"):
+    with caplog.at_level(logging.WARNING, logger="facewire.serve.service"):
         body = refused(protocol.pack_request("remove", name="nobody"), service)
     assert [r.getMessage() for r in caplog.records] == ["refused remove: no person called nobody"]
     body = refused(protocol.pack_request("enroll", group, name="two people", id=9), service)
@@ -118,7 +120,7 @@ def test_a_refused_enrolment_or_removal_is_an_error_reply_with_its_code(service,
 
 
 def test_a_malformed_request_is_refused_and_its_id_echoed(shared_service, caplog):
-    with caplog.at_level(logging.WARNING, logger="facewire.service"):
+    with caplog.at_level(logging.WARNING, logger="facewire.serve.service"):
         body = refused([b'{"op": "explode", "id": 5}'], shared_service)
     message = "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove"
     assert body == {"ok": False, "id": 5, "error": {"code": "unknown_op", "message": message}}
@@ -141,7 +143,7 @@ class BrokenStore:
 
 def test_an_internal_failure_becomes_an_internal_error_reply(caplog):
     service = Service(BrokenStore())
-    with caplog.at_level(logging.ERROR, logger="facewire.service"):
+    with caplog.at_level(logging.ERROR, logger="facewire.serve.service"):
         body = refused(protocol.pack_request("ping", id="q"), service)
     assert body == {"ok": False, "id": "q",
                     "error": {"code": "internal", "message": "the server failed on this request; see its log"}}
@@ -158,7 +160,7 @@ def by_x(faces: list[dict]) -> list[dict]:
 
 
 def test_recognize_names_the_known_face_and_leaves_the_other_unknown(shared_service, group, caplog):
-    with caplog.at_level(logging.INFO, logger="facewire.service"):
+    with caplog.at_level(logging.INFO, logger="facewire.serve.service"):
         body, annotated = ask(shared_service, "recognize", group, id=42)
     assert body["ok"] is True and body["op"] == "recognize" and body["id"] == 42
     hopper, collins = by_x(body["faces"])  # Grace Hopper is on the left
@@ -205,7 +207,7 @@ def test_the_request_tolerance_overrides_the_servers(shared_service, group):
 
 
 def test_the_servers_tolerance_is_the_default(known, cache, group):
-    strict = Service(GalleryStore(known, SETTINGS, cache), tolerance=0.05)
+    strict = Service(GalleryStore(known, SETTINGS, cache), MatchSettings(0.05))
     body, _ = ask(strict, "recognize", group, annotate=False)
     assert [f["name"] for f in body["faces"]] == [UNKNOWN, UNKNOWN]
 
@@ -233,7 +235,7 @@ def test_a_classic_send_array_request_gets_the_annotated_array_back(shared_servi
 
 def test_a_picture_without_faces(shared_service, caplog):
     coffee = images.read_image(REPO_PROBES / "no_face.jpg")
-    with caplog.at_level(logging.INFO, logger="facewire.service"):
+    with caplog.at_level(logging.INFO, logger="facewire.serve.service"):
         body, image = ask(shared_service, "recognize", coffee)
     assert body["faces"] == [] and image is not None
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("recognize")]
@@ -242,6 +244,8 @@ def test_a_picture_without_faces(shared_service, caplog):
 
 class FixedStore:
     """A gallery of given encodings (no photos): to set up distances exactly."""
+
+    settings = SETTINGS
 
     def __init__(self, names, encodings):
         self.gallery = Gallery(tuple(names), np.asarray(encodings))
@@ -268,9 +272,9 @@ def test_the_match_method_and_k_are_the_services(hopper_encoding, group):
                                                   offset(hopper_encoding, 0.15, 2)])
     nearest = by_x(ask(Service(store), "recognize", group, annotate=False)[0]["faces"])[0]
     assert nearest["name"] == "near" and nearest["distance"] == pytest.approx(0.1, abs=1e-3)
-    vote = by_x(ask(Service(store, match="knn", k=3), "recognize", group, annotate=False)[0]["faces"])[0]
+    vote = by_x(ask(Service(store, MatchSettings(method="knn", k=3)), "recognize", group, annotate=False)[0]["faces"])[0]
     assert vote["name"] == "pair" and vote["distance"] == pytest.approx(0.15, abs=1e-3)
-    one = by_x(ask(Service(store, match="knn", k=1), "recognize", group, annotate=False)[0]["faces"])[0]
+    one = by_x(ask(Service(store, MatchSettings(method="knn", k=1)), "recognize", group, annotate=False)[0]["faces"])[0]
     assert one["name"] == "near"
 
 

@@ -11,14 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from facewire import images, protocol
-from facewire.client import Client, ServerError
-from facewire.matching import Match
+from facewire.client.client import Client, ServerError
+from facewire.faces import images
+from facewire.faces.matching import Match
+from facewire.faces.recognize import DetectorSettings
 from facewire.process import ServerProcess
-from facewire.recognize import DetectorSettings
-from facewire.service import Service
-from facewire.store import GalleryStore
-from facewire.track import TTL_SECONDS, Tracker, Vouch
+from facewire.serve.service import Service
+from facewire.serve.track import TTL_SECONDS, Tracker, Vouch
+from facewire.store.live import GalleryStore
+from facewire.wire import protocol
 
 from .conftest import REPO_PROBES
 

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import zmq
 
-from facewire import protocol, video
-from facewire.client import Client, ServerError, ServerUnavailable
-from facewire.keys import ClientKeys, ServerKeys
+from facewire.client import video
+from facewire.client.client import Client, ServerError, ServerUnavailable
+from facewire.client.video import KEYFRAME, FrameSource, Meter, overlay_fps, stream
 from facewire.process import ServerProcess
-from facewire.service import tracked_matches
-from facewire.track import Tracker, Vouch
-from facewire.video import KEYFRAME, FrameSource, Meter, overlay_fps, stream
+from facewire.serve.service import tracked_matches
+from facewire.serve.track import Tracker, Vouch
+from facewire.wire import protocol
+from facewire.wire.keys import ClientKeys, ServerKeys
 
 from .conftest import run_client
 from .peers import Peer, deadline, marked, recognized, wait_until
@@ -125,8 +126,8 @@ def test_each_frame_carries_the_track_tokens_of_the_last_frame_shown_except_keyf
 
 def many_faces(request) -> list[bytes]:
     """40 faces, the first without a track token: the hint keeps at most MAX_TRACKED real tokens."""
-    faces = [{"name": "x", "box": [0, 1, 1, 0], "track": None}]
-    faces += [{"name": f"p{i}", "box": [0, 1, 1, 0], "track": f"t{request.marker}.{i}"} for i in range(40)]
+    faces = [{"name": "x", "distance": None, "confidence": 0.0, "box": [0, 1, 1, 0], "track": None}]
+    faces += [{"name": f"p{i}", "distance": 0.3, "confidence": 0.75, "box": [0, 1, 1, 0], "track": f"t{request.marker}.{i}"} for i in range(40)]
     return protocol.pack_reply({"op": "recognize", "id": request.id, "faces": faces})
 
 

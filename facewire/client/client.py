@@ -13,15 +13,15 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import zmq
 
-from . import protocol
-from .keys import ClientKeys
-from .pipeline import Pipeline, ServerUnavailable
-from .transport import keepalive
+from facewire.client.pipeline import FramesFor, Pipeline, ServerUnavailable, ordered
+from facewire.wire import protocol
+from facewire.wire.keys import PLAIN, ClientKeys, NoKeys
+from facewire.wire.protocol import FaceResult
+from facewire.wire.transport import open_socket
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVER = "tcp://127.0.0.1:5555"
-__all__ = ["Client", "Result", "ServerError", "ServerUnavailable", "DEFAULT_SERVER"]
 
 
 class ServerError(RuntimeError):
@@ -34,22 +34,22 @@ class ServerError(RuntimeError):
 
 @dataclass(frozen=True)
 class Result:
-    """One image's answer: faces as dicts (name, distance, box), timings, annotated image."""
+    """One image's answer: its faces, the server's timings, and the annotated image (if asked for)."""
 
-    faces: list[dict[str, Any]]
+    faces: list[FaceResult]
     timings_ms: dict[str, float]
     image: np.ndarray | None
 
     @property
     def names(self) -> list[str]:
-        return [face["name"] for face in self.faces]
+        return [face.name for face in self.faces]
 
 
 class Client:
     """Talks to a facewire server; never blocks longer than timeout x (retries + 1)."""
 
     def __init__(self, server: str = DEFAULT_SERVER, timeout: float = 20.0, retries: int = 2, wire: str = "raw",
-                 keys: ClientKeys | None = None):
+                 keys: ClientKeys | NoKeys = PLAIN):
         self.server = server
         self.keys = keys
         self.timeout_ms = int(timeout * 1000)
@@ -59,12 +59,7 @@ class Client:
         self.socket = self._connect()
 
     def _connect(self) -> zmq.Socket:
-        socket = self.context.socket(zmq.REQ)
-        keepalive(socket)
-        if self.keys:
-            self.keys.secure(socket)
-        socket.connect(self.server)
-        return socket
+        return open_socket(self.context, zmq.REQ, self.server, secure=self.keys.secure)
 
     def request(self, frames: list[Any]) -> list[bytes]:
         """Send frames and return the reply's; on a timeout, reopen the socket and resend (lazy pirate)."""
@@ -112,43 +107,21 @@ class Client:
         pending or not yet sent yields a ServerUnavailable, and nothing more is sent.
         """
         options = _options(annotate, tolerance)
-        pipeline = Pipeline(self.context, self.server, self.timeout_ms / 1000, self.retries,
-                            self.keys.secure if self.keys else None)
-        try:  # from here on the pipeline's socket is closed whatever happens, or the context could never term
-            items, done, outcomes, next_out = enumerate(images), False, {}, 0
-            unsent: ServerUnavailable | None = None
-            while True:
-                while not done and len(pipeline) < in_flight:
-                    index, item = next(items, (None, None))
-                    if index is None:
-                        done = True
-                    elif isinstance(item, Exception):
-                        outcomes[index] = item
-                    elif unsent:
-                        outcomes[index] = unsent
-                        break  # one at a time, so that errors come out as the images are read
-                    else:
-                        pipeline.send(index, protocol.pack_request("recognize", item, self.wire, id=index, **options))
-                while next_out in outcomes:
-                    yield outcomes.pop(next_out)
-                    next_out += 1
-                if not pipeline:
-                    if done:
-                        return
-                    continue
-                try:
-                    index, reply = pipeline.receive()
-                except ServerUnavailable as exc:
-                    outcomes.update(dict.fromkeys(pipeline.abandon(), exc))
-                    unsent = ServerUnavailable(f"not sent: the server is gone ({exc})")
-                    continue
-                outcomes[index] = reply_outcome(reply)
-        finally:
-            pipeline.close()
+        requests = (item if isinstance(item, Exception) else self.recognize_request(item, **options) for item in images)
+        return self.in_order(requests, in_flight)
+
+    def recognize_request(self, image: np.ndarray, **options: Any) -> FramesFor:
+        """A recognize request for `in_order`: its frames once it is given an id."""
+        return lambda request_id: protocol.pack_request("recognize", image, self.wire, id=request_id, **options)
+
+    def in_order(self, requests: Iterable[FramesFor | Exception], in_flight: int = 4) -> Iterator[Result | Exception]:
+        """Outcomes of `requests`, pipelined, one per request in input order (see pipeline.ordered)."""
+        pipeline = Pipeline(self.context, self.server, self.timeout_ms / 1000, self.retries, self.keys.secure)
+        yield from ordered(pipeline, requests, in_flight, reply_outcome)
 
     def close(self) -> None:
-        self.socket.close(linger=0)
-        self.context.term()
+        """Close every socket of this client (a pipeline left unfinished too), then its context."""
+        self.context.destroy(linger=0)
 
     def __enter__(self) -> Client:
         return self
@@ -170,7 +143,10 @@ def _checked(frames: list[bytes]) -> tuple[dict[str, Any], np.ndarray | None]:
 
 
 def _result(body: dict[str, Any], image: np.ndarray | None) -> Result:
-    return Result(body["faces"], body.get("timings_ms", {}), image)
+    faces = body.get("faces")
+    if not isinstance(faces, list):
+        raise protocol.BadReply("a recognize reply without a list of faces")
+    return Result([FaceResult.from_json(face) for face in faces], body.get("timings_ms", {}), image)
 
 
 def reply_outcome(frames: list[bytes]) -> Result | Exception:

@@ -5,19 +5,23 @@ Layout of a keys folder:
     authorized/NAME.key              public keys the server lets in (its allow-list)
     NAME.key, NAME.key_secret        a client's pair: give it these two and server.key
 
-    python -m facewire.keys DIR --client alice --client bob
+    python -m facewire.wire.keys DIR --client alice --client bob
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+
+from facewire.wire.transport import plain
 
 SERVER = "server"
 AUTHORIZED = "authorized"
@@ -43,12 +47,18 @@ class ServerKeys:
             raise KeysError(f"{authorized} is missing: no client could ever connect")
         return cls(public, secret, authorized)
 
-    def authenticator(self, context: zmq.Context) -> ThreadAuthenticator:
-        """Start the ZAP handler for `context`; do this before binding, or CURVE admits any key."""
+    @contextmanager
+    def admitting(self, context: zmq.Context) -> Iterator[None]:
+        """The ZAP handler of `context`, for the block: bind inside it, or CURVE admits any key.
+
+        It stops at the end of the block, so that the context can end."""
         auth = ThreadAuthenticator(context)
         auth.start()
         auth.configure_curve_callback(domain="*", credentials_provider=self)
-        return auth
+        try:
+            yield
+        finally:
+            auth.stop()
 
     def callback(self, domain: str, client_key: bytes) -> bool:
         """zmq.auth's question: may this client in? Yes for the allow-list and the server's own key.
@@ -97,6 +107,33 @@ class ClientKeys:
         socket.curve_secretkey = self.secret
         socket.curve_publickey = self.public
         socket.curve_serverkey = self.server_public
+
+
+class NoKeys:
+    """No CURVE, for a server without --keys and a client without --key: every socket stays plain."""
+
+    secure = staticmethod(plain)
+
+    @contextmanager
+    def admitting(self, context: zmq.Context) -> Iterator[None]:
+        yield
+
+    def as_client(self) -> NoKeys:
+        return self
+
+
+PLAIN = NoKeys()
+
+
+def load_server_keys(folder: Path | None) -> ServerKeys | NoKeys:
+    """The keys in `folder`, or PLAIN when there is none."""
+    return PLAIN if folder is None else ServerKeys.load(folder)
+
+
+def load_client_keys(secret_file: Path | None, server_public_file: Path | None) -> ClientKeys | NoKeys:
+    """A client's (or worker's) key pair and the server's public key, or PLAIN when not given."""
+    return PLAIN if secret_file is None or server_public_file is None else ClientKeys.load(secret_file,
+                                                                                          server_public_file)
 
 
 def _load_pair(secret_file: Path) -> tuple[bytes, bytes]:

@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .matching import Match, confidence
-from .protocol import MAX_TOKEN_LENGTH
-from .recognize import Box
+from facewire.faces.matching import Match, confidence
+from facewire.faces.recognize import Box
+from facewire.wire.protocol import MAX_TOKEN_LENGTH
 
 SECRET_ENV = "FACEWIRE_TRACK_SECRET"
 """A server passes its secret (hex) to its local workers in their environment: never on a command line."""

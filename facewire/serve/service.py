@@ -9,34 +9,43 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import __version__, draw, images, protocol
-from .store import EnrolError, GalleryStore
-from .matching import UNKNOWN, Match, match_faces
-from .recognize import Box, DetectorSettings, detect_faces, encode_faces, iou
-from .track import Tracker, Vouch
+from facewire import __version__
+from facewire.faces import draw, images
+from facewire.faces.matching import UNKNOWN, Match, MatchSettings, match_faces
+from facewire.faces.recognize import Box, detect_faces, encode_faces, iou
+from facewire.serve.track import Tracker, Vouch
+from facewire.store.gallery import Gallery
+from facewire.store.live import EnrolError, GalleryStore
+from facewire.wire import protocol
+from facewire.wire.protocol import FaceResult, Request
 
 log = logging.getLogger(__name__)
 
 TRACK_IOU = 0.5
 
 
+Reply = list[Any]
+"""The frames of a reply."""
+
+
 @dataclass
 class Service:
-    """Recognition against the live gallery of a GalleryStore, and the ops that edit it."""
+    """Recognition against the live gallery of a GalleryStore, and the ops that edit it.
+
+    Each op is one method, found in OPS by its name; an op added to the protocol gets one entry there.
+    Detection uses the store's settings, so that the gallery and the probes are read alike.
+    """
 
     store: GalleryStore
-    settings: DetectorSettings = DetectorSettings()
-    tolerance: float = 0.6
+    matching: MatchSettings = MatchSettings()
     limits: protocol.Limits = protocol.Limits()
-    match: str = "nearest"
-    k: int | None = None
     tracker: Tracker = field(default_factory=Tracker)
 
-    def handle(self, frames: Sequence[protocol.Buffer]) -> list[bytes]:
+    def handle(self, frames: Sequence[protocol.Buffer]) -> Reply:
         """Answer one request; any failure is turned into an error reply."""
         try:
             request = protocol.parse_request(frames, self.limits)
@@ -44,9 +53,7 @@ class Service:
             log.warning("refused request: %s: %s", exc.code, exc.message)
             return protocol.pack_error(exc.code, exc.message, exc.request_id)
         try:
-            if request.op == "recognize":
-                return self.recognize(request)
-            return protocol.pack_reply(self._with_id({"op": request.op, **self.gallery_op(request)}, request))
+            return OPS[request.op](self, request)
         except EnrolError as exc:
             log.warning("refused %s: %s", request.op, exc)
             return protocol.pack_error(exc.code, str(exc), request.request_id)
@@ -54,33 +61,40 @@ class Service:
             log.exception("request failed")
             return protocol.pack_error("internal", "the server failed on this request; see its log", request.request_id)
 
-    def gallery_op(self, request: protocol.Request) -> dict[str, Any]:
-        """ping, list, reload, enroll and remove: the reply body of each."""
-        if request.op == "enroll":
-            return {"name": request.options["name"], "photos": self.store.enrol(request.options["name"], request.image)}
-        if request.op == "remove":
-            return {"name": request.options["name"], "removed": self.store.remove(request.options["name"])}
-        if request.op == "list":
-            return {"people": self.store.people()}
-        gallery = self.store.reload() if request.op == "reload" else self.store.current()
-        return {"version": __version__, "people": len(gallery.people), "photos": len(gallery.names)}
+    def ping(self, request: Request) -> Reply:
+        return self._reply(request, self._counts(self.store.current()))
 
-    def recognize(self, request: protocol.Request) -> list[bytes]:
+    def reload(self, request: Request) -> Reply:
+        return self._reply(request, self._counts(self.store.reload()))
+
+    def list_people(self, request: Request) -> Reply:
+        return self._reply(request, {"people": self.store.people()})
+
+    def enroll(self, request: Request) -> Reply:
+        name = request.options.name
+        return self._reply(request, {"name": name, "photos": self.store.enrol(name, request.image)})
+
+    def remove(self, request: Request) -> Reply:
+        name = request.options.name
+        return self._reply(request, {"name": name, "removed": self.store.remove(name)})
+
+    def recognize(self, request: Request) -> Reply:
         """Detect, encode and name every face; reply with the faces and the annotated image."""
-        clock = _Clock()
-        boxes = detect_faces(request.image, self.settings)
+        options, clock = request.options, _Clock()
+        boxes = detect_faces(request.image, self.store.settings)
         clock.lap("detect")
-        tolerance = request.options.get("tolerance", self.tolerance)
-        known = tracked_matches(boxes, request.options.get("track", []), tolerance, self.tracker)
+        tolerance = self.matching.tolerance if options.tolerance is None else options.tolerance
+        known = tracked_matches(boxes, options.track, tolerance, self.tracker)
         fresh = [box for box, vouch in zip(boxes, known) if vouch is None]
         encodings = encode_faces(images.to_rgb(request.image), fresh) if fresh else np.empty((0, 128))
         clock.lap("encode")
         gallery = self.store.current()
-        new = iter(match_faces(encodings, gallery.encodings, gallery.names, tolerance, self.match, self.k))
+        settings = replace(self.matching, tolerance=tolerance)
+        new = iter(match_faces(encodings, gallery.encodings, gallery.names, settings))
         matches = [next(new) if vouch is None else vouch.match(tolerance) for vouch in known]
         clock.lap("match")
         annotated = None
-        if request.options.get("annotate", True):
+        if options.annotate:
             labels = [_label(box, match) for box, match in zip(boxes, matches)]
             annotated = draw.annotate(images.to_bgr(request.image), labels)
             clock.lap("draw")
@@ -92,20 +106,30 @@ class Service:
         now = self.tracker.clock()  # a reused identity keeps the time it was encoded: tracking never renews it
         vouches = [Vouch.of(m, box, tolerance, now) if v is None else replace(v, box=box)
                    for box, m, v in zip(boxes, matches, known)]
-        faces = [
-            {"name": m.name, "distance": _rounded(m.distance), "confidence": round(m.confidence, 3), "box": list(box),
-             "tracked": v is not None, "track": self.tracker.issue(vouch)}
-            for box, m, v, vouch in zip(boxes, matches, known, vouches)
-        ]
-        body = {"op": "recognize", "faces": faces, "timings_ms": clock.laps}
-        return protocol.pack_reply(self._with_id(body, request), annotated, request.encoding)
+        faces = [FaceResult(m.name, _rounded(m.distance), round(m.confidence, 3), box, v is not None,
+                            self.tracker.issue(vouch))
+                 for box, m, v, vouch in zip(boxes, matches, known, vouches)]
+        body = {"faces": [face.to_json() for face in faces], "timings_ms": clock.laps}
+        return self._reply(request, body, annotated)
+
+    def _reply(self, request: Request, body: dict[str, Any], image: np.ndarray | None = None) -> Reply:
+        """A success reply: the op's name, the request's id if it had one, then the op's own fields."""
+        head = {"op": request.op} if request.request_id is None else {"op": request.op, "id": request.request_id}
+        return protocol.pack_reply({**head, **body}, image, request.encoding)
 
     @staticmethod
-    def _with_id(body: dict[str, Any], request: protocol.Request) -> dict[str, Any]:
-        return body if request.request_id is None else {**body, "id": request.request_id}
+    def _counts(gallery: Gallery) -> dict[str, Any]:
+        return {"version": __version__, "people": len(gallery.people), "photos": len(gallery.names)}
 
 
-def tracked_matches(boxes: list[Box], tokens: list[str], tolerance: float, tracker: Tracker) -> list[Vouch | None]:
+OPS: dict[str, Callable[[Service, Request], Reply]] = {
+    "recognize": Service.recognize, "enroll": Service.enroll, "remove": Service.remove,
+    "list": Service.list_people, "reload": Service.reload, "ping": Service.ping,
+}
+"""The service's op table: one method per op of the protocol."""
+
+
+def tracked_matches(boxes: list[Box], tokens: Sequence[str], tolerance: float, tracker: Tracker) -> list[Vouch | None]:
     """For each box, what a token of this server proves about the face it overlaps (IoU >= 0.5), if any.
 
     A tracked face keeps its name without being encoded again: the saving that keeps video real-time.

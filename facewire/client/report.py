@@ -8,11 +8,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from facewire.files import write_atomically
+from facewire.wire.protocol import FaceResult
 
 FIELDS = ["file", "face", "name", "distance", "top", "right", "bottom", "left", "error"]
 
@@ -23,8 +24,8 @@ class Report:
 
     images: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, path: Path, faces: list[dict[str, Any]]) -> None:
-        self.images.append({"file": str(path), "faces": faces})
+    def add(self, path: Path, faces: list[FaceResult]) -> None:
+        self.images.append({"file": str(path), "faces": [face.to_json() for face in faces]})
 
     def add_error(self, path: Path, error: str) -> None:
         self.images.append({"file": str(path), "faces": [], "error": error})
@@ -52,12 +53,5 @@ class Report:
 
     def write(self, path: Path) -> None:
         fmt = "json" if path.suffix.lower() == ".json" else "csv"
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(self.render(fmt))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = self.render(fmt).encode("utf-8")
+        write_atomically(Path(path), lambda f: f.write(text), prefix=Path(path).name)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import images
-from .recognize import DetectorSettings, box_area, find_faces
+from facewire.faces import images
+from facewire.faces.recognize import DetectorSettings, box_area, find_faces
+from facewire.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -145,38 +144,19 @@ def write_cache(path: Path, tag: str, entries: dict[str, CacheEntry]) -> None:
     for row, key in enumerate(hashes):
         if entries[key].encoding is not None:
             encodings[row] = entries[key].encoding
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                format=np.array(CACHE_FORMAT),
-                tag=np.array(tag),
-                hashes=np.array(hashes, dtype="U64"),
-                face_counts=np.array([entries[k].face_count for k in hashes], dtype=np.int32),
-                encodings=encodings,
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_folder(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    arrays = {
+        "format": np.array(CACHE_FORMAT),
+        "tag": np.array(tag),
+        "hashes": np.array(hashes, dtype="U64"),
+        "face_counts": np.array([entries[k].face_count for k in hashes], dtype=np.int32),
+        "encodings": encodings,
+    }
+    write_atomically(path, lambda f: np.savez(f, **arrays), prefix=path.name)
 
 
 def cache_path_for(known_dir: Path, cache_path: Path | None = None) -> Path:
     """The cache file to use: the one given, or KNOWN_DIR/.facewire-cache.npz."""
     return Path(cache_path) if cache_path else Path(known_dir) / DEFAULT_CACHE_NAME
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_gallery(

@@ -9,17 +9,16 @@ enlarged copy of their surroundings (see SMALL_FACE).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from typing import Sequence
-
-import warnings
 
 import cv2
 import dlib
 import numpy as np
 
-from . import images
+from facewire.faces import images
 
 with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
     warnings.simplefilter("ignore", UserWarning)
@@ -97,6 +96,14 @@ def landmarks_5() -> dlib.shape_predictor:
 @cache
 def face_encoder() -> dlib.face_recognition_model_v1:
     return dlib.face_recognition_model_v1(model_files.face_recognition_model_location())
+
+
+def dlib_description() -> str:
+    """Which dlib this process runs, for the start-up log."""
+    return (
+        f"dlib {dlib.__version__} (AVX {'on' if dlib.USE_AVX_INSTRUCTIONS else 'off'}, "
+        f"BLAS {'on' if dlib.DLIB_USE_BLAS else 'off'}, CUDA {'on' if dlib.DLIB_USE_CUDA else 'off'})"
+    )
 
 
 def load_models(settings: DetectorSettings) -> None:

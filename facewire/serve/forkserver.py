@@ -1,17 +1,17 @@
 """Workers forked from a warm template, so that a dead worker is replaced in milliseconds.
 
-The broker starts one template process: a worker's command line plus `--template`. It
+The supervisor starts one template process (`python -m facewire.serve.worker CONFIG`). It
 imports dlib and loads the models, and computes nothing: dlib and OpenCV start thread
 pools the first time they detect or resize, and a process with threads must not fork
 (a child's copy of a pool has no threads, and waits for them forever). Work that needs
 them before the first fork (encoding a cold gallery) runs in a child of its own
 (`in_child`). The template creates no ZeroMQ context either. It forks a worker for each
-"fork" line the broker writes to its stdin, and tells the broker on its stdout:
+"fork" line the supervisor writes to its stdin, and tells the supervisor on its stdout:
 
     forked PID            a worker was forked (in the order the forks were asked for)
     exited PID STATUS     a worker ended (STATUS as subprocess.Popen.returncode has it)
 
-The worker creates its ZeroMQ context after the fork, connects and serves. When the broker
+The worker creates its ZeroMQ context after the fork, connects and serves. When the supervisor
 goes, the template sees its stdin close and ends; its workers then see their parent gone.
 """
 
@@ -44,7 +44,7 @@ def serve_forks(start_worker: Callable[[], None]) -> None:
     `start_worker` runs in each forked child, which then exits. A child's exit wakes the
     loop at once (SIGCHLD).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the broker, which stops the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops the workers
     wake, woken = os.pipe()
     for fd in (wake, woken):
         os.set_blocking(fd, False)
@@ -90,7 +90,7 @@ def _say(line: str) -> None:
 
 
 def _run_child(start_worker: Callable[[], None]) -> None:
-    """In a forked worker: leave the broker's pipe alone, serve, and exit without returning."""
+    """In a forked worker: leave the supervisor's pipe alone, serve, and exit without returning."""
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, sys.stdin.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
@@ -110,10 +110,10 @@ def _run_child(start_worker: Callable[[], None]) -> None:
 
 
 class Template:
-    """The broker's handle on a template process: ask for forks, read what became of them."""
+    """The supervisor's handle on a template process: ask for forks, read what became of them."""
 
     def __init__(self, command: Sequence[str], env: dict[str, str]):
-        self.process = subprocess.Popen([*command, "--template"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.process = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         env=env)
         os.set_blocking(self.process.stdout.fileno(), False)
         self.asked: deque[int] = deque()  # slot indexes waiting for their "forked" line, in order

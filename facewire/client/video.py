@@ -9,16 +9,17 @@ re-checks). The tokens are signed by the server: a client cannot make up a name.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
-from typing import Any, Iterator
+from typing import Iterator
 
 import cv2
 import numpy as np
 
-from . import protocol
-from .client import Client, Result, reply_outcome
-from .pipeline import Pipeline
+from facewire.client.client import Client, Result
+from facewire.client.pipeline import FramesFor
+from facewire.wire import protocol
 
 KEYFRAME = 15
 
@@ -63,36 +64,23 @@ class Meter:
 
 
 def stream(client: Client, source: FrameSource, in_flight: int = 4, annotate: bool = True) -> Iterator[Result]:
-    """Results for the source's frames, in order, as fast as the server answers them."""
-    pipeline = Pipeline(client.context, client.server, client.timeout_ms / 1000, client.retries,
-                        client.keys.secure if client.keys else None)
-    sent, next_out, done = 0, 0, False
-    outcomes: dict[int, Any] = {}
+    """Results for the source's frames, in order, as fast as the server answers them; raises the first error.
+
+    Each frame carries the track tokens of the last result given out (every KEYFRAME-th none)."""
     track: list[str] = []
-    try:
-        while True:
-            while not done and len(pipeline) < in_flight:
-                frame = source.next()
-                if frame is None:
-                    done = True
-                    break
-                hint = [] if sent % KEYFRAME == 0 else track
-                pipeline.send(sent, protocol.pack_request("recognize", frame, client.wire, id=sent,
-                                                          annotate=annotate, track=hint))
-                sent += 1
-            if not pipeline:
+
+    def requests() -> Iterator[FramesFor]:
+        for index in itertools.count():
+            frame = source.next()
+            if frame is None:
                 return
-            request_id, reply = pipeline.receive()
-            outcomes[request_id] = reply_outcome(reply)
-            while next_out in outcomes:
-                outcome = outcomes.pop(next_out)
-                next_out += 1
-                if isinstance(outcome, Exception):
-                    raise outcome
-                track = [face["track"] for face in outcome.faces if face.get("track")][:protocol.MAX_TRACKED]
-                yield outcome
-    finally:
-        pipeline.close()
+            yield client.recognize_request(frame, annotate=annotate, track=[] if index % KEYFRAME == 0 else track)
+
+    for outcome in client.in_order(requests(), in_flight):
+        if isinstance(outcome, Exception):
+            raise outcome
+        track = [face.track for face in outcome.faces if face.track][:protocol.MAX_TRACKED]
+        yield outcome
 
 
 def overlay_fps(image: np.ndarray, fps: float) -> np.ndarray:

@@ -14,6 +14,7 @@ Nothing here knows about sockets or faces.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -21,20 +22,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import images
+from facewire.faces import images
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_ID_LENGTH = 128
 DEFAULT_MAX_PIXELS = 40_000_000
 CHANNELS = (1, 3, 4)
-IMAGE_OPS = {"recognize": {"tolerance", "annotate", "encoding", "track"}, "enroll": {"name", "encoding"}}
-"""Ops whose second frame is an image, and the options each takes."""
 MAX_TRACKED = 32
 MAX_TOKEN_LENGTH = 1024
 """recognize's `track`: at most this many tokens (from earlier replies), each at most this long."""
-PLAIN_OPS = {"ping": set(), "list": set(), "reload": set(), "remove": {"name"}}
-"""Ops of one JSON frame, and the options each takes."""
-OPS = (*IMAGE_OPS, *PLAIN_OPS)
 ENCODINGS = ("raw", "jpeg", "png")
 ARRAY_KEYS = {"dtype", "shape"}
 
@@ -42,13 +38,50 @@ Buffer = bytes | bytearray | memoryview
 
 
 class ProtocolError(Exception):
-    """A request the server refuses; `code` is machine-readable, the message is for people."""
+    """A message refused; each subclass carries its machine-readable `code`, the message is for people."""
 
-    def __init__(self, code: str, message: str, request_id: str | int | None = None):
+    code = "bad_request"
+
+    def __init__(self, message: str, request_id: str | int | None = None):
         super().__init__(message)
-        self.code = code
         self.message = message
         self.request_id = request_id
+
+
+class BadRequest(ProtocolError):
+    code = "bad_request"
+
+
+class BadHeader(ProtocolError):
+    code = "bad_header"
+
+
+class UnknownOp(ProtocolError):
+    code = "unknown_op"
+
+
+class BadOption(ProtocolError):
+    code = "bad_option"
+
+
+class BadDtype(ProtocolError):
+    code = "bad_dtype"
+
+
+class BadShape(ProtocolError):
+    code = "bad_shape"
+
+
+class TooLarge(ProtocolError):
+    code = "too_large"
+
+
+class BadImage(ProtocolError):
+    code = "bad_image"
+
+
+class BadReply(ProtocolError):
+    code = "bad_reply"
 
 
 @dataclass(frozen=True)
@@ -67,24 +100,91 @@ TRUSTED_REPLY_LIMITS = Limits(max_pixels=2**62)
 
 
 @dataclass(frozen=True)
+class RecognizeOptions:
+    """recognize: `tolerance` (None: the server's), whether to return the `annotate`d image, the image's
+    wire `encoding`, and the `track` tokens of the previous frame's faces (checked by the service)."""
+
+    tolerance: float | None = None
+    annotate: bool = True
+    encoding: str = "raw"
+    track: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnrolOptions:
+    """enroll: the person's `name` (checked by the gallery), and the photo's wire `encoding`."""
+
+    name: str
+    encoding: str = "raw"
+
+
+@dataclass(frozen=True)
+class NameOptions:
+    """remove: the person's `name`."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """ping, list and reload take no options."""
+
+
+Options = RecognizeOptions | EnrolOptions | NameOptions | NoOptions
+OPTIONS: dict[str, type] = {"recognize": RecognizeOptions, "enroll": EnrolOptions, "ping": NoOptions,
+                            "list": NoOptions, "reload": NoOptions, "remove": NameOptions}
+"""Every op and the options it takes: its header's other fields."""
+OPS = tuple(OPTIONS)
+IMAGE_OPS = ("recognize", "enroll")
+"""Ops whose second frame is an image."""
+
+
+@dataclass(frozen=True)
 class Request:
     """A validated request. `classic` marks pyzmq's plain send_array framing."""
 
     op: str
-    options: dict[str, Any]
+    options: Options
     image: np.ndarray | None = None
     classic: bool = False
     request_id: str | int | None = None
 
     @property
     def encoding(self) -> str:
-        return self.options.get("encoding", "raw")
+        return getattr(self.options, "encoding", "raw")
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face of a recognize reply: its name ("Unknown" when none is near enough), the distance to
+    the nearest photo (None for an empty gallery), a confidence in [0, 1], the box (top, right,
+    bottom, left), whether its name came from a track token, and the token for the next frame."""
+
+    name: str
+    distance: float | None
+    confidence: float
+    box: tuple[int, int, int, int]
+    tracked: bool = False
+    track: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "box": list(self.box)}
+
+    @classmethod
+    def from_json(cls, face: Any) -> FaceResult:
+        """A face of a reply; BadReply if it is not one."""
+        try:
+            top, right, bottom, left = face["box"]
+            return cls(face["name"], face["distance"], face["confidence"], (top, right, bottom, left),
+                       face.get("tracked", False), face.get("track"))
+        except (TypeError, KeyError, ValueError):
+            raise BadReply(f"not a face: {face!r:.200}") from None
 
 
 def parse_request(frames: Sequence[Buffer], limits: Limits = Limits()) -> Request:
     """Validate frames into a Request, or raise ProtocolError saying what is wrong."""
     if not frames:
-        raise ProtocolError("bad_request", "empty message")
+        raise BadRequest("empty message")
     header = _parse_header(frames[0])
     request_id = header.pop("id", None)
     try:
@@ -100,16 +200,16 @@ def _parse_op(header: dict[str, Any], frames: Sequence[Buffer], limits: Limits,
     classic = "op" not in header and set(header) == ARRAY_KEYS
     op = "recognize" if classic else header.pop("op", None)
     if op not in OPS:
-        raise ProtocolError("unknown_op", f"unknown op {op!r}; expected one of {', '.join(OPS)}")
-    if op in PLAIN_OPS:
+        raise UnknownOp(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+    if op not in IMAGE_OPS:
         _expect_frames(frames, 1, f"{op} takes 1 frame (the JSON header)")
         return Request(op, _check_options(op, header), request_id=request_id)
     _expect_frames(frames, 2, f"{op} takes 2 frames: JSON header, then the image")
     options = _check_options(op, {k: v for k, v in header.items() if k not in ARRAY_KEYS})
-    if options.get("encoding", "raw") == "raw":
+    if options.encoding == "raw":
         image = array_from_frame(header, frames[1], limits)
     else:
-        image = _decode_frame(header, frames[1], options["encoding"], limits)
+        image = _decode_frame(header, frames[1], options.encoding, limits)
     return Request(op, options, image, classic, request_id)
 
 
@@ -121,55 +221,59 @@ def _valid_id(request_id: Any) -> bool:
 
 def _check_id(request_id: Any) -> None:
     if request_id is not None and not _valid_id(request_id):
-        raise ProtocolError("bad_option", f"id must be a string of at most {MAX_ID_LENGTH} characters or an integer")
+        raise BadOption(f"id must be a string of at most {MAX_ID_LENGTH} characters or an integer")
 
 
 def _decode_frame(header: dict[str, Any], frame: Buffer, encoding: str, limits: Limits) -> np.ndarray:
     if ARRAY_KEYS & set(header):
-        raise ProtocolError("bad_option", f"a {encoding} image carries its own size: drop dtype and shape")
+        raise BadOption(f"a {encoding} image carries its own size: drop dtype and shape")
     try:
         return images.decode_compressed(bytes(frame), encoding, limits.max_pixels)
+    except images.ImageTooLarge as exc:
+        raise TooLarge(str(exc)) from None
     except images.ImageError as exc:
-        code = "too_large" if "exceeds" in str(exc) or "enormous" in str(exc) else "bad_image"
-        raise ProtocolError(code, str(exc)) from None
+        raise BadImage(str(exc)) from None
 
 
 def _parse_header(frame: Buffer) -> dict[str, Any]:
     size = memoryview(frame).nbytes
     if size > MAX_HEADER_BYTES:
-        raise ProtocolError("too_large", f"header frame is {size} bytes; limit {MAX_HEADER_BYTES}")
+        raise TooLarge(f"header frame is {size} bytes; limit {MAX_HEADER_BYTES}")
     try:
         header = json.loads(bytes(frame))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ProtocolError("bad_header", "first frame is not valid UTF-8 JSON") from None
+        raise BadHeader("first frame is not valid UTF-8 JSON") from None
     if not isinstance(header, dict):
-        raise ProtocolError("bad_header", "header must be a JSON object")
+        raise BadHeader("header must be a JSON object")
     return header
 
 
 def _expect_frames(frames: Sequence[Buffer], count: int, message: str) -> None:
     if len(frames) != count:
-        raise ProtocolError("bad_request", f"{message}; got {len(frames)} frames")
+        raise BadRequest(f"{message}; got {len(frames)} frames")
 
 
-def _check_options(op: str, options: dict[str, Any]) -> dict[str, Any]:
-    allowed = IMAGE_OPS.get(op) or PLAIN_OPS[op]
+def _check_options(op: str, options: dict[str, Any]) -> Options:
+    kind = OPTIONS[op]
+    allowed = {field.name for field in dataclasses.fields(kind)}
     unknown = set(options) - allowed
     if unknown:
-        raise ProtocolError("bad_option", f"unknown option(s) {sorted(unknown)} for {op}; allowed: {sorted(allowed)}")
+        raise BadOption(f"unknown option(s) {sorted(unknown)} for {op}; allowed: {sorted(allowed)}")
     if "name" in allowed and not isinstance(options.get("name"), str):
-        raise ProtocolError("bad_option", f"{op} needs a \"name\" string")
+        raise BadOption(f"{op} needs a \"name\" string")
     if options.get("encoding", "raw") not in ENCODINGS:
-        raise ProtocolError("bad_option", f"encoding must be one of {', '.join(ENCODINGS)}")
+        raise BadOption(f"encoding must be one of {', '.join(ENCODINGS)}")
     tolerance = options.get("tolerance")
     if tolerance is not None and not (_is_number(tolerance) and 0 <= tolerance <= 2):
-        raise ProtocolError("bad_option", "tolerance must be a number from 0 to 2")
+        raise BadOption("tolerance must be a number from 0 to 2")
     if not isinstance(options.get("annotate", True), bool):
-        raise ProtocolError("bad_option", "annotate must be true or false")
+        raise BadOption("annotate must be true or false")
     if "track" in options and not _valid_track(options["track"]):
-        raise ProtocolError("bad_option", f"track must be a list of at most {MAX_TRACKED} strings of at most "
-                                          f"{MAX_TOKEN_LENGTH} characters: the track tokens of earlier replies")
-    return options
+        raise BadOption(f"track must be a list of at most {MAX_TRACKED} strings of at most "
+                        f"{MAX_TOKEN_LENGTH} characters: the track tokens of earlier replies")
+    if "track" in options:
+        options["track"] = tuple(options["track"])
+    return kind(**{name: value for name, value in options.items() if value is not None})
 
 
 def _valid_track(track: Any) -> bool:
@@ -185,25 +289,24 @@ def _is_number(value: Any) -> bool:
 def array_from_frame(header: dict[str, Any], frame: Buffer, limits: Limits) -> np.ndarray:
     """The image a header describes, checked against the pixel frame and the limits."""
     if header.get("dtype") != "uint8":
-        raise ProtocolError("bad_dtype", f"dtype must be 'uint8', got {header.get('dtype')!r}")
+        raise BadDtype(f"dtype must be 'uint8', got {header.get('dtype')!r}")
     shape = header.get("shape")
     if (
         not isinstance(shape, list)
         or len(shape) not in (2, 3)
         or not all(isinstance(n, int) and not isinstance(n, bool) for n in shape)
     ):
-        raise ProtocolError("bad_shape", "shape must be [height, width] or [height, width, channels]")
+        raise BadShape("shape must be [height, width] or [height, width, channels]")
     if len(shape) == 3 and shape[2] not in CHANNELS:
-        raise ProtocolError("bad_shape", f"channels must be 1, 3 (BGR) or 4 (BGRA), got {shape[2]}")
+        raise BadShape(f"channels must be 1, 3 (BGR) or 4 (BGRA), got {shape[2]}")
     if shape[0] < 1 or shape[1] < 1:
-        raise ProtocolError("bad_shape", f"height and width must be positive, got {shape[:2]}")
+        raise BadShape(f"height and width must be positive, got {shape[:2]}")
     if shape[0] * shape[1] > limits.max_pixels:
-        raise ProtocolError(
-            "too_large", f"image of {shape[0]}x{shape[1]} pixels exceeds the limit of {limits.max_pixels}"
+        raise TooLarge(f"image of {shape[0]}x{shape[1]} pixels exceeds the limit of {limits.max_pixels}"
         )
     expected, actual = math.prod(shape), memoryview(frame).nbytes
     if actual != expected:
-        raise ProtocolError("bad_shape", f"shape {shape} needs {expected} bytes, pixel frame has {actual}")
+        raise BadShape(f"shape {shape} needs {expected} bytes, pixel frame has {actual}")
     return np.frombuffer(frame, dtype=np.uint8).reshape(shape)
 
 
@@ -254,7 +357,7 @@ def unpack_reply(frames: Sequence[Buffer]) -> tuple[dict[str, Any], np.ndarray |
     """Client side: (body, image or None); raises ProtocolError on a malformed reply."""
     body = _parse_header(frames[0]) if frames else {}
     if "ok" not in body:
-        raise ProtocolError("bad_reply", "reply has no 'ok' field")
+        raise BadReply("reply has no 'ok' field")
     if "image" not in body or len(frames) < 2:
         return body, None
     encoding = body["image"].get("encoding", "raw")
@@ -263,4 +366,4 @@ def unpack_reply(frames: Sequence[Buffer]) -> tuple[dict[str, Any], np.ndarray |
     try:
         return body, images.decode_compressed(bytes(frames[1]), encoding, TRUSTED_REPLY_LIMITS.max_pixels)
     except images.ImageError as exc:
-        raise ProtocolError("bad_reply", str(exc)) from None
+        raise BadReply(str(exc)) from None

@@ -22,9 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .gallery import Gallery, LoadStats, cache_path_for, load_gallery, scan
-from .images import ImageError
-from .recognize import DetectorSettings, find_faces
+from facewire.faces.images import ImageError
+from facewire.faces.recognize import DetectorSettings, find_faces
+from facewire.files import write_atomically
+from facewire.store.gallery import Gallery, LoadStats, cache_path_for, load_gallery, scan
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +34,34 @@ FOLDER_CHECK_SECONDS = 1.0
 
 
 class EnrolError(ValueError):
-    """A name or photo the gallery refuses: `code` for programs, the message for people."""
+    """A name or photo the gallery refuses; each subclass carries its `code` for programs, the message is for people."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+    code = "bad_request"
+
+
+class BadName(EnrolError):
+    code = "bad_name"
+
+
+class BadPhoto(EnrolError):
+    code = "bad_photo"
+
+
+class NotFound(EnrolError):
+    code = "not_found"
 
 
 def check_name(name: object) -> str:
     """A person's name: any Unicode text, but no path tricks and no control characters."""
     if not isinstance(name, str) or not name.strip():
-        raise EnrolError("bad_name", "name must be a non-empty string")
+        raise BadName("name must be a non-empty string")
     name = unicodedata.normalize("NFC", name.strip())
     if len(name) > MAX_NAME_LENGTH:
-        raise EnrolError("bad_name", f"name is longer than {MAX_NAME_LENGTH} characters")
+        raise BadName(f"name is longer than {MAX_NAME_LENGTH} characters")
     if name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0"):
-        raise EnrolError("bad_name", "name must not contain / or \\, nor start with a dot")
+        raise BadName("name must not contain / or \\, nor start with a dot")
     if any(unicodedata.category(c).startswith("C") for c in name):
-        raise EnrolError("bad_name", "name must not contain control characters")
+        raise BadName("name must not contain control characters")
     return name
 
 
@@ -113,15 +124,16 @@ class GalleryStore:
         name = check_name(name)
         faces = find_faces(image, self.settings)
         if len(faces) != 1:
-            raise EnrolError("bad_photo", f"the photo must show exactly one face; it shows {len(faces)}")
+            raise BadPhoto(f"the photo must show exactly one face; it shows {len(faces)}")
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
         if not ok:
             raise ImageError("could not encode the photo")
         folder = self.known_dir / name
         if any(p.name == name and p.path.parent == self.known_dir for p in scan(self.known_dir)):
-            raise EnrolError("bad_name", f"{name} is a single-file entry (NAME.jpg): move it into a {name}/ folder first")
+            raise BadName(f"{name} is a single-file entry (NAME.jpg): move it into a {name}/ folder first")
         folder.mkdir(exist_ok=True)
-        _write_atomically(folder / f"{_digest(data)}.jpg", data.tobytes())
+        photo = data.tobytes()
+        write_atomically(folder / f"{_digest(data)}.jpg", lambda f: f.write(photo))
         self.reload()
         log.info("enrolled a photo of %s", name)
         return self.people().get(name, 0)
@@ -131,7 +143,7 @@ class GalleryStore:
         name = check_name(name)
         photos = [p for p in scan(self.known_dir) if p.name == name]
         if not photos:
-            raise EnrolError("not_found", f"no person called {name}")
+            raise NotFound(f"no person called {name}")
         folder = self.known_dir / name
         if folder.is_dir():
             trash = Path(tempfile.mkdtemp(dir=self.known_dir, prefix=".removing-"))
@@ -146,16 +158,3 @@ class GalleryStore:
 
 def _digest(data: np.ndarray) -> str:
     return hashlib.sha256(data.tobytes()).hexdigest()[:16]
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,8 +1,7 @@
-"""Many workers behind one address: pyzmq's ROUTER/DEALER proxy, and the local worker processes.
+"""The supervisor of a server with workers: the broker, the local worker pool and its watchdog.
 
-Clients talk to the ROUTER (frontend); workers are REP sockets that connect to the
-DEALER (backend), on this host or any other. Local workers run what a remote host runs,
-`server.py --worker --connect BACKEND`, but forked from a warm template (forkserver.py).
+Local workers are forked from a warm template (forkserver.py, `python -m facewire.serve.worker`)
+and do what a worker on another host does (`facewire-server --worker --connect ADDR`).
 """
 
 from __future__ import annotations
@@ -10,24 +9,26 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from typing import Sequence
 
 import zmq
 
-from .forkserver import Template, wait_gone
-from .protocol import Limits
-from .server import Secure
-from .transport import bounded_queue, keepalive
+from facewire.config import Config
+from facewire.serve.broker import Proxy
+from facewire.serve.forkserver import Template, wait_gone
+from facewire.serve.worker import server_keys, stop_on_signals
+from facewire.wire.ping import ping_reply
+from facewire.wire.transport import is_public, plain
 
 log = logging.getLogger(__name__)
 
 SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 """Each worker does one request at a time on one core, so N workers do not oversubscribe N cores."""
 
-CONTROL_ADDRESS = "inproc://facewire-proxy-control"
 YOUNG_EXIT_SECONDS = 5.0
 """A worker that dies sooner than this after starting is restarted after a growing delay."""
 MAX_RESTART_DELAY = 30.0
@@ -174,44 +175,60 @@ class Watchdog:
         return found
 
 
-class Proxy:
-    """pyzmq's steerable proxy between a bound ROUTER and a bound DEALER, in a thread."""
+def worker_command(config: Config) -> list[str]:
+    """The command line of the template that forks local workers with `config`."""
+    return [sys.executable, "-m", "facewire.serve.worker", config.to_json()]
 
-    def __init__(self, context: zmq.Context, frontend: str, backend: str, limits: Limits,
-                 secure_frontend: Secure | None = None, secure_backend: Secure | None = None):
-        self.context = context
-        self.frontend = context.socket(zmq.ROUTER)
-        self.backend = context.socket(zmq.DEALER)
-        bounded_queue(self.frontend)
-        keepalive(self.backend)
-        for socket, secure in ((self.frontend, secure_frontend), (self.backend, secure_backend)):
-            socket.setsockopt(zmq.MAXMSGSIZE, limits.max_frame_bytes)
-            if secure:
-                secure(socket)
-        self.frontend.bind(frontend)
-        self.backend.bind(backend)
-        self.control = context.socket(zmq.PAIR)
-        self.control.bind(CONTROL_ADDRESS)
-        self.thread = threading.Thread(target=self._run, name="proxy", daemon=True)
 
-    def endpoints(self) -> tuple[str, str]:
-        return (self.frontend.getsockopt_string(zmq.LAST_ENDPOINT),
-                self.backend.getsockopt_string(zmq.LAST_ENDPOINT))
+def run_supervisor(config: Config, started: float) -> None:
+    """The broker on `config.bind` and `config.workers` local workers, kept alive until SIGINT or SIGTERM.
 
-    def _run(self) -> None:
+    `started`: when the server started (time.monotonic), for the "ready" line."""
+    stop = stop_on_signals()
+    context = zmq.Context()
+    keys = server_keys(config)
+    with keys.admitting(context), tempfile.TemporaryDirectory(prefix="facewire-") as private:
+        backend = config.worker_bind or f"ipc://{private}/workers"
+        if config.security.keys is None and is_public(backend):
+            log.warning("!!! workers connect to %s with no CURVE: use --keys DIR", backend)
         try:
-            zmq.proxy_steerable(self.frontend, self.backend, None, self.control)
-        except zmq.ContextTerminated:
-            pass
+            proxy = Proxy(context, config.bind, backend, config.limits.max_frame_bytes, keys.secure,
+                          keys.secure if backend.startswith("tcp://") else plain)
+        except zmq.ZMQError as exc:
+            raise SystemExit(f"cannot bind {config.bind} and {backend}: {exc}") from None
+        frontend, backend = proxy.endpoints()
+        proxy.start()
+        status = context.socket(zmq.PULL)
+        status.setsockopt(zmq.LINGER, 0)
+        status.bind(f"ipc://{private}/status")
+        watchdog = Watchdog(status, config.hang_timeout)
+        pool = WorkerPool(worker_command(config.for_local_workers(backend, f"ipc://{private}/status")),
+                          config.workers)
+        try:
+            reply = None
+            while config.workers and not stop.is_set() and reply is None:
+                pool.check()
+                reply = ping_reply(frontend, 500, keys.as_client().secure)
+            gallery = f"{reply['people']} people, {reply['photos']} photos, " if reply else ""
+            log.info("ready on %s: %sin %.2f s; %d local workers, workers connect to %s", frontend, gallery,
+                     time.monotonic() - started, config.workers, backend)
+            while not stop.is_set():
+                wait_for_news(status, pool, 500)
+                for pid in watchdog.hung(pool.pids()):
+                    pool.kill(pid)
+                pool.check(watchdog.served)
+        finally:
+            pool.stop()
+            status.close()
+            proxy.stop()
+    context.term()
+    log.info("stopped")
 
-    def start(self) -> None:
-        self.thread.start()
 
-    def stop(self) -> None:
-        """Tell the proxy to end, wait for it, and close its sockets."""
-        with self.context.socket(zmq.PAIR) as steer:
-            steer.connect(CONTROL_ADDRESS)
-            steer.send(b"TERMINATE")
-            self.thread.join(timeout=5)
-        for socket in (self.frontend, self.backend, self.control):
-            socket.close(linger=0)
+def wait_for_news(status: zmq.Socket, pool: WorkerPool, timeout_ms: int) -> None:
+    """Until a worker reports, the worker template has news (a worker ended), or the timeout."""
+    poller = zmq.Poller()
+    poller.register(status, zmq.POLLIN)
+    if pool.template is not None:
+        poller.register(pool.template.process.stdout, zmq.POLLIN)
+    poller.poll(timeout_ms)

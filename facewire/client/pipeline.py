@@ -1,4 +1,5 @@
-"""Many requests in flight on one DEALER socket, matched to replies by id, resent on timeout.
+"""Many requests in flight on one DEALER socket, matched to replies by id, resent on timeout;
+and `ordered`, which gives their outcomes back in input order (folder runs and video use it).
 
 A REP server (or a broker in front of REP workers) answers DEALER peers whose
 messages start with an empty delimiter frame, so the same server serves both
@@ -10,12 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import zmq
 
-from . import protocol
-from .transport import keepalive
+from facewire.wire import protocol
+from facewire.wire.transport import Secure, open_socket, plain
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +35,13 @@ class _Pending:
 class Pipeline:
     """Send requests tagged with ids; `receive` returns (id, reply frames) as replies arrive."""
 
-    def __init__(self, context: zmq.Context, server: str, timeout: float, retries: int,
-                 secure: Callable[[zmq.Socket], None] | None = None):
+    def __init__(self, context: zmq.Context, server: str, timeout: float, retries: int, secure: Secure = plain):
         self.context, self.server, self.timeout, self.retries, self.secure = context, server, timeout, retries, secure
         self.socket = self._connect()
         self.pending: dict[int, _Pending] = {}
 
     def _connect(self) -> zmq.Socket:
-        socket = self.context.socket(zmq.DEALER)
-        try:
-            keepalive(socket)
-            if self.secure:
-                self.secure(socket)
-            socket.connect(self.server)
-        except BaseException:
-            socket.close(linger=0)  # an open socket would keep the context from ever terminating
-            raise
-        return socket
+        return open_socket(self.context, zmq.DEALER, self.server, secure=self.secure)
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -112,3 +103,51 @@ def _reply_id(frames: list[memoryview]) -> Any:
         return protocol.unpack_reply(frames[:1])[0].get("id")
     except protocol.ProtocolError:
         return None
+
+
+Outcome = TypeVar("Outcome")
+FramesFor = Callable[[int], list[Any]]
+"""A request waiting to be sent: given its id, its frames."""
+
+
+def ordered(pipeline: Pipeline, requests: Iterable[FramesFor | Exception], in_flight: int,
+            outcome: Callable[[list[memoryview]], Outcome]) -> Iterator[Outcome | Exception]:
+    """Exactly one outcome per request, in input order, with up to `in_flight` requests outstanding.
+
+    Requests are taken from `requests` only as they can be sent, so a generator of them can
+    depend on the outcomes already given (video's track tokens do). An item that is an
+    Exception (say, a file that could not be read) is passed through in its place; a reply
+    becomes `outcome(frames)`. Once a request goes unanswered after every retry, the server
+    is taken as gone: every request pending or not yet sent yields a ServerUnavailable, and
+    nothing more is sent. The pipeline is closed at the end, or when the caller stops early.
+    """
+    try:
+        items, done, outcomes, next_out = enumerate(requests), False, {}, 0
+        unsent: ServerUnavailable | None = None
+        while True:
+            while next_out in outcomes:  # first, so that the requests taken next can depend on these outcomes
+                yield outcomes.pop(next_out)
+                next_out += 1
+            while not done and len(pipeline) < in_flight and next_out not in outcomes:
+                index, item = next(items, (None, None))
+                if index is None:
+                    done = True
+                elif isinstance(item, Exception):
+                    outcomes[index] = item
+                elif unsent:
+                    outcomes[index] = unsent  # one at a time, so that errors come out as the requests are read
+                else:
+                    pipeline.send(index, item(index))
+            if next_out in outcomes:
+                continue
+            if not pipeline:  # then every request was taken, and every outcome given
+                return
+            try:
+                index, reply = pipeline.receive()
+            except ServerUnavailable as exc:
+                outcomes.update(dict.fromkeys(pipeline.abandon(), exc))
+                unsent = ServerUnavailable(f"not sent: the server is gone ({exc})")
+                continue
+            outcomes[index] = outcome(reply)
+    finally:
+        pipeline.close()

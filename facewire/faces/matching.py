@@ -17,6 +17,16 @@ METHODS = ("nearest", "knn")
 
 
 @dataclass(frozen=True)
+class MatchSettings:
+    """How faces are named: `tolerance`, the largest distance still given a name; `method`, "nearest"
+    (the nearest photo names the face) or "knn" (the `k` nearest photos vote; None: sqrt of the photos)."""
+
+    tolerance: float = 0.6
+    method: str = "nearest"
+    k: int | None = None
+
+
+@dataclass(frozen=True)
 class Match:
     """The gallery's verdict on one face: a name, its distance, and a confidence in [0, 1]."""
 
@@ -42,9 +52,8 @@ def distance_matrix(encodings: np.ndarray, known: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(squared, 0.0))
 
 
-def match_faces(encodings: np.ndarray, known: np.ndarray, names: Sequence[str], tolerance: float,
-                method: str = "nearest", k: int | None = None) -> list[Match]:
-    """Name each encoding; `names[i]` is the person of `known[i]`.
+def match_faces(encodings: np.ndarray, known: np.ndarray, names: Sequence[str], settings: MatchSettings) -> list[Match]:
+    """Name each encoding under `settings`; `names[i]` is the person of `known[i]`.
 
     nearest: the person of the nearest photo, if within `tolerance`.
     knn: the k nearest photos within `tolerance` vote, each weighted by 1/distance
@@ -56,8 +65,9 @@ def match_faces(encodings: np.ndarray, known: np.ndarray, names: Sequence[str], 
     if len(known) == 0:
         return [Match(UNKNOWN, float("nan"), 0.0) for _ in encodings]
     distances = distance_matrix(encodings, known)
-    if method == "knn":
-        k = k or max(1, round(math.sqrt(len(known))))
+    tolerance = settings.tolerance
+    if settings.method == "knn":
+        k = settings.k or max(1, round(math.sqrt(len(known))))
         return [_vote(row, names, tolerance, k) for row in distances]
     nearest = distances.argmin(axis=1)
     best = distances[np.arange(len(encodings)), nearest]

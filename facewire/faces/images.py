@@ -19,6 +19,10 @@ class ImageError(ValueError):
     """An image that cannot be read or has an unsupported layout."""
 
 
+class ImageTooLarge(ImageError):
+    """An image over the pixel limit, refused before its pixels are decoded."""
+
+
 def is_image_path(path: Path) -> bool:
     """True for a visible file whose suffix (any case) is a supported image type."""
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
@@ -40,7 +44,7 @@ def compressed_size(data: bytes, fmt: str) -> tuple[int, int]:
             with Image.open(io.BytesIO(data), formats=[fmt.upper()]) as image:
                 return image.size
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ImageError(f"{fmt} image declares an enormous size") from None
+        raise ImageTooLarge(f"{fmt} image declares an enormous size") from None
     except Exception:
         raise ImageError(f"not a readable {fmt} image") from None
 
@@ -49,7 +53,7 @@ def decode_compressed(data: bytes, fmt: str, max_pixels: int) -> np.ndarray:
     """Decode JPEG/PNG bytes to BGR, refusing (before decoding) more than max_pixels."""
     width, height = compressed_size(data, fmt)
     if width * height > max_pixels:
-        raise ImageError(f"{fmt} image of {width}x{height} pixels exceeds the limit of {max_pixels}")
+        raise ImageTooLarge(f"{fmt} image of {width}x{height} pixels exceeds the limit of {max_pixels}")
     flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if image is None or image.shape[:2] != (height, width):

@@ -1,0 +1,90 @@
+"""One frozen configuration of a server, built once from its command line (serve/cli.py).
+
+A local worker gets it whole, as JSON (`to_json` / `from_json`), never flag by flag: adding an
+option means a field here, its flag in serve/cli.py, and the one place that uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from facewire.faces.matching import MatchSettings
+from facewire.faces.recognize import DetectorSettings
+from facewire.wire.protocol import Limits
+
+DEFAULT_BIND = "tcp://127.0.0.1:5555"
+
+
+@dataclass(frozen=True)
+class Security:
+    """CURVE keys: a server's keys folder, or a worker's own key pair and the server's public key."""
+
+    keys: Path | None = None
+    key: Path | None = None
+    server_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a server and its workers are told: gallery, detection, matching, limits, addresses, keys.
+
+    `connect` and `status` are set for workers only: the broker's worker address, and where a
+    local worker reports busy/idle to its supervisor.
+    """
+
+    known_faces: Path = Path("known_faces")
+    cache: Path | None = None
+    detector: DetectorSettings = DetectorSettings()
+    matching: MatchSettings = MatchSettings()
+    limits: Limits = Limits()
+    bind: str = DEFAULT_BIND
+    workers: int = 1
+    worker_bind: str | None = None
+    connect: str | None = None
+    status: str | None = None
+    security: Security = Security()
+    hang_timeout: float = 60.0
+    log_level: str = "INFO"
+
+    def for_local_workers(self, backend: str, status: str) -> Config:
+        """What a local worker is given: this configuration, connected to `backend`, reporting to `status`.
+
+        Over tcp:// (workers on other hosts may share the address) it uses the server's own keys."""
+        keys = self.security.keys
+        security = Security(key=keys / "server.key_secret", server_key=keys / "server.key") \
+            if keys is not None and backend.startswith("tcp://") else Security()
+        return replace(self, connect=backend, status=status, security=security)
+
+    def to_json(self) -> str:
+        return json.dumps(_plain(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        return _build(cls, json.loads(text))
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses as dicts and paths as strings, for JSON."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return str(value) if isinstance(value, Path) else value
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    """The dataclass `cls` from `_plain`'s dict, nested dataclasses and paths restored by their type hints."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        kinds = typing.get_args(hints[name]) or (hints[name],)
+        nested = next((kind for kind in kinds if dataclasses.is_dataclass(kind)), None)
+        if nested is not None and value is not None:
+            value = _build(nested, value)
+        elif Path in kinds and value is not None:
+            value = Path(value)
+        values[name] = value
+    return cls(**values)

@@ -1,0 +1,112 @@
+"""facewire server: load known_faces/ and answer recognition requests over ZeroMQ.
+
+With --workers N (default: one per core) N worker processes answer behind the one
+address; --worker --connect ADDR runs one worker, here or on another host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+
+from facewire.args import bounded, folder
+from facewire.config import DEFAULT_BIND, Config, Security
+from facewire.faces.matching import METHODS, MatchSettings
+from facewire.faces.recognize import DetectorSettings, dlib_description, load_models
+from facewire.serve.supervisor import run_supervisor
+from facewire.serve.worker import build_service, configure_logging, run_single, run_worker, tracker
+from facewire.wire.protocol import DEFAULT_MAX_PIXELS, Limits
+
+log = logging.getLogger("facewire")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--known-faces", type=folder, default="known_faces",
+                        help="gallery folder: NAME.jpg files and/or NAME/ folders of photos (default: %(default)s)")
+    parser.add_argument("--bind", default=DEFAULT_BIND, help="ZeroMQ address to bind (default: %(default)s)")
+    parser.add_argument("--workers", type=bounded(int, 0), default=os.cpu_count() or 1, metavar="N",
+                        help="worker processes behind --bind; 1 answers in this process (default: %(default)s, the cores)")
+    parser.add_argument("--worker-bind", metavar="ADDR",
+                        help="address workers connect to; give a tcp:// one to add workers on other hosts "
+                             "(default: a private ipc:// socket)")
+    parser.add_argument("--worker", action="store_true", help="run as one worker of a server (needs --connect)")
+    parser.add_argument("--connect", metavar="ADDR", help="with --worker: the server's --worker-bind address")
+    parser.add_argument("--keys", type=Path, metavar="DIR",
+                        help="serve with CURVE: DIR/server.key_secret, admitting DIR/authorized/*.key "
+                             "(make them with: python -m facewire.wire.keys DIR --client NAME)")
+    parser.add_argument("--key", type=Path, metavar="FILE",
+                        help="with --worker: this worker's .key_secret, when the server uses --keys")
+    parser.add_argument("--server-key", type=Path, metavar="FILE",
+                        help="with --worker: the server's public server.key, when the server uses --keys")
+    parser.add_argument("--hang-timeout", type=bounded(float, 0, above=True), default=60.0, metavar="S",
+                        help="kill and replace a local worker busy on one request for longer (default: %(default)s)")
+    parser.add_argument("--tolerance", type=bounded(float, 0, 2), default=0.6,
+                        help="largest face distance still given a name; lower is stricter (default: %(default)s)")
+    parser.add_argument("--match", choices=METHODS, default="nearest",
+                        help="nearest: the nearest photo names the face; knn: the k nearest photos vote (default: %(default)s)")
+    parser.add_argument("--k", type=bounded(int, 1), default=None, help="with --match knn: photos that vote (default: sqrt of the photos)")
+    parser.add_argument("--model", choices=("hog", "cnn"), default="hog", help="face detector (default: %(default)s)")
+    parser.add_argument("--upsample", type=bounded(int, 0), default=None, metavar="N",
+                        help="run dlib's N-fold upsampling on the full image instead of automatic scaling")
+    parser.add_argument("--min-face", type=int, default=DetectorSettings.min_face, metavar="PX",
+                        help="automatic scaling finds faces down to this size (default: %(default)s)")
+    parser.add_argument("--min-face-fraction", type=bounded(float, 0, 1), default=1 / 16, metavar="F",
+                        help="...but in large images, not below this fraction of the short side (default: 1/16)")
+    parser.add_argument("--max-megapixels", type=bounded(float, 0, above=True), default=DEFAULT_MAX_PIXELS / 1e6,
+                        help="refuse larger images (default: %(default)g)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="encoding cache file (default: KNOWN_FACES/.facewire-cache.npz)")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    args = parser.parse_args(argv)
+    if args.worker and not args.connect:
+        parser.error("--worker needs --connect ADDR")
+    if bool(args.key) != bool(args.server_key):
+        parser.error("--key and --server-key go together")
+    if not args.worker and (args.connect is not None or args.key is not None):
+        parser.error("--connect, --key and --server-key go with --worker")
+    if args.worker and (args.keys is not None or args.worker_bind is not None):
+        parser.error("--keys and --worker-bind do nothing with --worker (a worker takes --key and --server-key)")
+    if args.worker_bind is not None and args.workers == 1:
+        parser.error("--worker-bind does nothing with --workers 1 (one process, no workers)")
+    if args.k is not None and args.match != "knn":
+        parser.error("--k goes with --match knn")
+    if args.min_face < 1:  # checked here, so that its declaration stays as it is
+        parser.error(f"argument --min-face: {args.min_face} is not 1 or more")
+    return args
+
+
+def configuration(args: argparse.Namespace) -> Config:
+    """The one configuration of this server (or worker), from its command line."""
+    return Config(
+        known_faces=args.known_faces, cache=args.cache,
+        detector=DetectorSettings(args.model, args.upsample, args.min_face, args.min_face_fraction),
+        matching=MatchSettings(args.tolerance, args.match, args.k),
+        limits=Limits(int(args.max_megapixels * 1e6)),
+        bind=args.bind, workers=args.workers, worker_bind=args.worker_bind, connect=args.connect,
+        security=Security(args.keys, args.key, args.server_key), hang_timeout=args.hang_timeout,
+        log_level=args.log_level,
+    )
+
+
+def main() -> None:
+    started = time.monotonic()
+    args = parse_args()
+    config = configuration(args)
+    configure_logging(config.log_level)
+    signer = tracker()  # made once here: local workers inherit its secret in their environment (not in ps)
+    if not args.worker:
+        log.info("running %s", dlib_description())
+    if not args.worker and config.workers != 1:
+        run_supervisor(config, started)
+        return
+    load_models(config.detector)
+    service = build_service(config, signer)
+    if args.worker:
+        run_worker(config, service)
+    else:
+        run_single(config, service, started)
+

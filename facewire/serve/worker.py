@@ -1,0 +1,199 @@
+"""A worker: a REP socket answered by `Service.handle`, one request at a time.
+
+Three ways to run one: the whole server in one process (`run_single`, --workers 1); a worker
+connected to a broker, here or on another host (`run_worker`, --worker --connect ADDR); and
+the local workers of a supervisor, forked from a warm template:
+
+    python -m facewire.serve.worker CONFIG_JSON
+
+runs that template (see forkserver.py), with the configuration the supervisor was given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+import zmq
+
+from facewire.config import Config
+from facewire.faces.recognize import load_models
+from facewire.serve.forkserver import in_child, serve_forks
+from facewire.serve.service import Service
+from facewire.serve.track import Tracker, server_secret
+from facewire.store.live import GalleryStore
+from facewire.wire.keys import KeysError, NoKeys, ServerKeys, load_client_keys, load_server_keys
+from facewire.wire.transport import is_public, open_socket
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 200
+HEARTBEAT_SECONDS = 1.0
+
+
+def serve(service: Service, socket: zmq.Socket, stop: threading.Event, status: zmq.Socket | None = None) -> None:
+    """Answer requests on a REP socket until `stop` is set; closes the socket.
+
+    With a `status` socket (a worker under a local supervisor) it reports b"busy" on taking a
+    request, b"idle" when done, and b"idle" each second while waiting: the supervisor's
+    watchdog kills a worker that stays busy too long or falls silent.
+    """
+    last_beat = 0.0
+    try:
+        while not stop.is_set():
+            if status is not None and time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                _report(status, b"idle")
+                last_beat = time.monotonic()
+            if not socket.poll(POLL_MS):
+                continue
+            frames = socket.recv_multipart(copy=False)
+            if status is not None:
+                _report(status, b"busy")
+            socket.send_multipart(service.handle([frame.buffer for frame in frames]), copy=False)
+            last_beat = 0.0
+    finally:
+        socket.close()
+        log.info("stopped")
+
+
+def _report(status: zmq.Socket, state: bytes) -> None:
+    try:
+        status.send_multipart([str(os.getpid()).encode(), state], flags=zmq.NOBLOCK)
+    except zmq.Again:
+        pass  # the supervisor is gone or slow: serving matters more than reporting
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM: every serving loop checks it."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def tracker() -> Tracker:
+    """The track-token signer, under the server's secret (local workers inherit it in their environment)."""
+    try:
+        return Tracker(server_secret())
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def open_store(config: Config) -> GalleryStore:
+    """The gallery, loaded (encoding what the cache lacks) and kept in step with the disk."""
+    store = GalleryStore(config.known_faces, config.detector, config.cache)
+    stats = store.stats
+    log.info("gallery %s: %d photos, %d encoded, %d from cache, %d skipped, loaded in %.2f s",
+             config.known_faces, stats.photos, stats.encoded, stats.from_cache, len(stats.skipped), stats.seconds)
+    return store
+
+
+def build_service(config: Config, signer: Tracker) -> Service:
+    return Service(open_store(config), config.matching, config.limits, signer)
+
+
+def run_single(config: Config, service: Service, started: float) -> None:
+    """The whole server in one process: a bound REP socket answers every request itself.
+
+    `started`: when the server started (time.monotonic), for the "ready" line."""
+    stop = stop_on_signals()
+    context = zmq.Context()
+    keys = server_keys(config)
+    with keys.admitting(context):
+        try:
+            socket = open_socket(context, zmq.REP, config.bind, bind=True, secure=keys.secure,
+                                 max_bytes=config.limits.max_frame_bytes, serving=True)
+        except zmq.ZMQError as exc:
+            raise SystemExit(f"cannot bind {config.bind}: {exc}") from None
+        gallery = service.store.gallery
+        log.info("ready on %s: %d people, %d photos, in %.2f s", socket.getsockopt_string(zmq.LAST_ENDPOINT),
+                 len(gallery.people), len(gallery.names), time.monotonic() - started)
+        serve(service, socket, stop)
+    context.term()
+
+
+def server_keys(config: Config) -> ServerKeys | NoKeys:
+    """The server's keys (or PLAIN, with a warning when its address is public); exits if they cannot be read."""
+    if config.security.keys is None and is_public(config.bind):
+        log.warning("!!! %s is reachable from other hosts and has no CURVE: anyone there can query "
+                    "the gallery and read images on the wire. Use --keys DIR (see README, Security).", config.bind)
+    try:
+        keys = load_server_keys(config.security.keys)
+    except KeysError as exc:
+        raise SystemExit(str(exc)) from None
+    if config.security.keys is not None:
+        log.info("CURVE on: admitting the keys in %s", keys.authorized)
+    return keys
+
+
+def run_worker(config: Config, service: Service, parent: int | None = None) -> None:
+    """One worker: a REP socket connected to a broker's worker address (`config.connect`).
+
+    A local worker (forked by the template `parent`) also reports to its supervisor
+    (`config.status`), and stops when the template is gone."""
+    stop = stop_on_signals()
+    context = zmq.Context()
+    try:
+        keys = load_client_keys(config.security.key, config.security.server_key)
+    except KeysError as exc:
+        raise SystemExit(str(exc)) from None
+    socket = open_socket(context, zmq.REP, config.connect, secure=keys.secure,
+                         max_bytes=config.limits.max_frame_bytes, serving=True)
+    status = None
+    if parent is not None:
+        exit_with_parent(stop, parent)
+        status = context.socket(zmq.PUSH)
+        status.setsockopt(zmq.LINGER, 0)
+        status.setsockopt(zmq.SNDHWM, 10)
+        status.connect(config.status)
+    log.info("worker %d serving %s", os.getpid(), config.connect)
+    serve(service, socket, stop, status)
+    if status is not None:
+        status.close()
+    context.term()
+
+
+def exit_with_parent(stop: threading.Event, parent: int) -> None:
+    """Set `stop` once the process that started this worker is gone (say, killed with -9)."""
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                log.warning("the server that started this worker is gone; stopping")
+                stop.set()
+                return
+            if stop.wait(1.0):
+                return
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def run_template(config: Config) -> None:
+    """Load the models, warm the gallery's cache in a child, then fork a worker whenever asked.
+
+    The template itself computes nothing (see forkserver.py), and each worker opens its own
+    store and ZeroMQ context after the fork."""
+    if not config.known_faces.is_dir():
+        raise SystemExit(f"no gallery folder {config.known_faces}")
+    signer = tracker()
+    load_models(config.detector)
+    in_child(lambda: open_store(config))
+    template = os.getpid()
+    serve_forks(lambda: run_worker(config, build_service(config, signer), parent=template))
+
+
+def main() -> None:
+    config = Config.from_json(sys.argv[1])
+    configure_logging(config.log_level)
+    run_template(config)
+
+
+if __name__ == "__main__":
+    main()

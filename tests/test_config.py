@@ -1,0 +1,49 @@
+"""The one configuration: built from the server's command line, handed whole to workers as JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from facewire.config import Config, Security
+from facewire.faces.matching import MatchSettings
+from facewire.faces.recognize import DetectorSettings
+from facewire.serve import service
+from facewire.serve.cli import configuration, parse_args
+from facewire.wire import protocol
+from facewire.wire.protocol import Limits
+
+from .conftest import REPO_KNOWN
+
+
+def test_the_command_line_becomes_one_configuration():
+    args = parse_args(["--known-faces", str(REPO_KNOWN), "--tolerance", "0.45", "--match", "knn", "--k", "3",
+                       "--model", "cnn", "--upsample", "1", "--min-face", "20", "--min-face-fraction", "0.1",
+                       "--max-megapixels", "2.5", "--cache", "/tmp/c.npz", "--workers", "3", "--hang-timeout", "9",
+                       "--keys", "/tmp/keys", "--bind", "tcp://127.0.0.1:6000", "--log-level", "DEBUG"])
+    assert configuration(args) == Config(
+        known_faces=REPO_KNOWN, cache=Path("/tmp/c.npz"), detector=DetectorSettings("cnn", 1, 20, 0.1),
+        matching=MatchSettings(0.45, "knn", 3), limits=Limits(2_500_000), bind="tcp://127.0.0.1:6000", workers=3,
+        security=Security(keys=Path("/tmp/keys")), hang_timeout=9.0, log_level="DEBUG")
+
+
+def test_a_configuration_survives_its_json_whole():
+    config = Config(known_faces=Path("/g"), cache=None, detector=DetectorSettings("hog", None, 15, 0.25),
+                    matching=MatchSettings(0.5, "knn", None), limits=Limits(123), workers=2,
+                    connect="ipc:///tmp/w", status="ipc:///tmp/s",
+                    security=Security(key=Path("/k/server.key_secret"), server_key=Path("/k/server.key")))
+    assert Config.from_json(config.to_json()) == config
+    assert Config.from_json(Config().to_json()) == Config()
+
+
+def test_local_workers_use_the_servers_keys_only_over_tcp():
+    config = Config(security=Security(keys=Path("/k")))
+    over_tcp = config.for_local_workers("tcp://10.0.0.1:7000", "ipc:///s")
+    assert (over_tcp.connect, over_tcp.status) == ("tcp://10.0.0.1:7000", "ipc:///s")
+    assert over_tcp.security == Security(key=Path("/k/server.key_secret"), server_key=Path("/k/server.key"))
+    assert config.for_local_workers("ipc:///w", "ipc:///s").security == Security()
+    assert Config().for_local_workers("tcp://10.0.0.1:7000", "ipc:///s").security == Security()
+
+
+def test_every_op_of_the_protocol_has_one_entry_in_the_services_table():
+    assert sorted(service.OPS) == sorted(protocol.OPS)
+    assert all(callable(handler) for handler in service.OPS.values())
