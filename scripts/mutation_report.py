@@ -1,6 +1,6 @@
 """Summarise a mutmut run: killed / total per module, the survivors, and which of them are listed as equivalent.
 
-Reads mutmut's result files (mutants/facewire/*.py.meta) and tests/mutation_equivalents.txt
+Reads mutmut's result files (mutants/facewire/**/*.py.meta) and tests/mutation_equivalents.txt
 (one `mutant-name  reason` per line). Exit status 1 when a survivor is neither killed nor listed.
 """
 
@@ -11,8 +11,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-CORE = ("matching.py", "protocol.py", "service.py", "pipeline.py", "video.py", "draw.py")
-"""The modules the score is over; any other mutated module (client.py) is reported beside them."""
+CORE = ("faces/matching.py", "wire/protocol.py", "serve/service.py", "client/pipeline.py", "client/video.py",
+        "faces/draw.py")
+"""The modules the score is over; any other mutated module (client/client.py) is reported beside them."""
 KILLED = {1, 3}
 SURVIVED = {0}
 STATUS = {0: "survived", 1: "killed", 3: "killed", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
@@ -33,15 +34,15 @@ def load_equivalents(path: Path) -> dict[str, str]:
 
 def main(root: Path = Path(".")) -> int:
     equivalents = load_equivalents(root / "tests" / "mutation_equivalents.txt")
-    metas = sorted((root / "mutants").glob("facewire/*.py.meta"))
+    metas = sorted((root / "mutants").glob("facewire/**/*.py.meta"))
     if not metas:
         print("no mutmut results under mutants/: run scripts/mutation.sh", file=sys.stderr)
         return 2
     rows, survivors, timeouts, others = [], [], [], []
     totals = Counter()
-    for meta in sorted(metas, key=lambda m: (m.name.removesuffix(".meta") not in CORE, m.name)):
+    for meta in sorted(metas, key=lambda m: (_module(root, m) not in CORE, _module(root, m))):
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        module = meta.name.removesuffix(".meta")
+        module = _module(root, meta)
         count = Counter(STATUS.get(code, "suspicious") for code in codes.values())
         count["total"] = len(codes)
         count["listed"] = sum(1 for name, code in codes.items() if code in SURVIVED and name in equivalents)
@@ -59,17 +60,17 @@ def main(root: Path = Path(".")) -> int:
 
     def row(label: str, count: Counter) -> str:
         caught = count["killed"] + count["timeout"]
-        return (f"{label:<14} {count['killed']:>7} {count['timeout']:>8} {count['survived']:>9} {count['listed']:>7} "
+        return (f"{label:<20} {count['killed']:>7} {count['timeout']:>8} {count['survived']:>9} {count['listed']:>7} "
                 f"{count['total'] - caught - count['survived']:>6} {count['total']:>6} "
                 f"{caught / max(count['total'], 1):>7.1%}")
 
-    print(f"{'module':<14} {'killed':>7} {'timeout':>8} {'survived':>9} {'listed':>7} {'other':>6} {'total':>6} "
+    print(f"{'module':<20} {'killed':>7} {'timeout':>8} {'survived':>9} {'listed':>7} {'other':>6} {'total':>6} "
           f"{'score':>7}")
     print("  (score: killed or timed out / total; listed: survivors listed as equivalent)")
     for module, count in rows:
         if module in CORE:
             print(row(module, count))
-    print("-" * 72)
+    print("-" * 78)
     print(row("core total", totals))
     extra = [(module, count) for module, count in rows if module not in CORE]
     if extra:
@@ -97,6 +98,11 @@ def main(root: Path = Path(".")) -> int:
     return 1 if unexplained or others else 0
 
 
+def _module(root: Path, meta: Path) -> str:
+    """faces/matching.py for mutants/facewire/faces/matching.py.meta."""
+    return meta.relative_to(root / "mutants" / "facewire").as_posix().removesuffix(".meta")
+
+
 def _natural(name: str) -> tuple[str, int]:
     """facewire.x__f__mutmut_9 before facewire.x__f__mutmut_10."""
     stem, _, number = name.rpartition("_")
@@ -105,7 +111,7 @@ def _natural(name: str) -> tuple[str, int]:
 
 def survivors(root: Path = Path(".")) -> int:
     """Print the names of the last run's mutants that survived or were not decided, one a line."""
-    for meta in sorted((root / "mutants").glob("facewire/*.py.meta")):
+    for meta in sorted((root / "mutants").glob("facewire/**/*.py.meta")):
         for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
             if STATUS.get(code, "suspicious") not in ("killed", "timeout"):
                 print(name)
