@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zmq
 
-from facewire.client.client import Client, Result, ServerError, ServerUnavailable
+from facewire.client.client import Client, Result, ServerError, ServerUnavailable, reply_outcome
 from facewire.wire import protocol
 from facewire.wire.keys import PLAIN, ClientKeys, ServerKeys
 
@@ -169,3 +169,11 @@ def test_a_reply_without_timings_has_none():
     with Peer(answer=bare, hold=0) as peer, Client(peer.address, timeout=5) as client, deadline():
         result = client.recognize(marked(1), annotate=False)
     assert result.timings_ms == {} and result.faces == [] and result.image is None
+
+
+def test_a_recognize_reply_without_a_list_of_faces_is_a_bad_reply():
+    for faces in ("x", None, {"name": "ann"}):
+        outcome = reply_outcome(protocol.pack_reply({"op": "recognize", "faces": faces}))
+        assert isinstance(outcome, protocol.BadReply) and str(outcome) == "a recognize reply without a list of faces"
+    outcome = reply_outcome(protocol.pack_reply({"op": "recognize", "faces": [{"name": "ann"}]}))
+    assert isinstance(outcome, protocol.BadReply) and str(outcome) == "not a face: {'name': 'ann'}"

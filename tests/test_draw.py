@@ -329,6 +329,8 @@ def spot_problems(draw_from):
 @given(spot_problems())
 @example(((5, 0, 10, 4), 6, 3, [(0, 4, 30, 10), (5, 0, 10, 4)], 20, 30, float("inf")))  # below blocked, above out
 @example(((10, 5, 6, 6), 4, 5, [(0, 11, 30, 10), (10, 5, 6, 6)], 30, 30, float("inf")))  # above, exactly at row 0
+@example(((9, -3, 11, 8), 9, 14, [(21, 29, 7, 1), (22, 29, 12, 9), (24, -1, 5, 7), (-3, 9, 4, 11), (-3, 4, 4, 8),
+                             (17, 15, 8, 6)], 30, 30, float("inf")))  # best just left of an obstacle
 def test_spot_finds_the_free_place_a_search_of_every_position_finds(problem):
     own, w, h, obstacles, height, width, reach = problem
     assert draw._spot(own, w, h, obstacles, height, width, reach) == searched_spot(*problem)

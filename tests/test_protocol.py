@@ -387,3 +387,9 @@ def test_faces_round_trip_through_json_and_a_malformed_face_is_a_bad_reply():
 def test_replies_are_strict_json_a_nan_is_an_error_not_sent():
     with pytest.raises(ValueError):
         protocol.pack_reply({"distance": float("nan")})
+
+
+def test_a_face_without_tracking_fields_is_untracked_and_has_no_token():
+    face = protocol.FaceResult.from_json({"name": "ann", "distance": 0.3, "confidence": 0.75, "box": [1, 2, 3, 4]})
+    assert face == protocol.FaceResult("ann", 0.3, 0.75, (1, 2, 3, 4), False, None)
+    assert face.tracked is False
