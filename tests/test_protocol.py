@@ -26,7 +26,7 @@ def refused(frames, limits=Limits()) -> ProtocolError:
 def test_recognize_request_round_trips_the_image():
     image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     request = parse_request(protocol.pack_request("recognize", image, tolerance=0.5))
-    assert request.op == "recognize" and not request.classic
+    assert request.op == "recognize" and request.framing == "facewire"
     assert request.options == protocol.RecognizeOptions(tolerance=0.5)
     np.testing.assert_array_equal(request.image, image)
 
@@ -40,7 +40,7 @@ def test_grey_bgr_and_bgra_layouts_are_accepted(shape):
 def test_classic_send_array_pair_is_recognised():
     image = np.zeros((2, 2, 3), dtype=np.uint8)
     request = parse_request(protocol.pack_classic(image))
-    assert request.op == "recognize" and request.classic
+    assert request.op == "recognize" and request.framing == "classic"
 
 
 def test_ping_needs_one_frame():

@@ -100,8 +100,12 @@ class Service:
             clock.lap("draw")
         total_ms = clock.total_ms()
         h, w = request.image.shape[:2]
-        log.info("recognize %dx%d: %s in %.0f ms", w, h, ", ".join(m.name for m in matches) or "no face", total_ms)
-        if request.classic:
+        seen = ", ".join(m.name for m in matches) or "no face"
+        if request.camera is None:
+            log.info("recognize %dx%d: %s in %.0f ms", w, h, seen, total_ms)
+        else:
+            log.info("camera %r, %dx%d: %s in %.0f ms", request.camera, w, h, seen, total_ms)
+        if request.framing == "classic":
             return protocol.pack_classic(annotated)
         now = self.tracker.clock()  # a reused identity keeps the time it was encoded: tracking never renews it
         vouches = [Vouch.of(m, box, tolerance, now) if v is None else replace(v, box=box)
@@ -110,6 +114,8 @@ class Service:
                             self.tracker.issue(vouch))
                  for box, m, v, vouch in zip(boxes, matches, known, vouches)]
         body = {"faces": [face.to_json() for face in faces], "timings_ms": clock.laps}
+        if request.framing == "imagezmq":
+            return protocol.pack_imagezmq(request.camera, body)
         return self._reply(request, body, annotated)
 
     def _reply(self, request: Request, body: dict[str, Any], image: np.ndarray | None = None) -> Reply:

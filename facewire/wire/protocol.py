@@ -33,6 +33,11 @@ MAX_TOKEN_LENGTH = 1024
 """recognize's `track`: at most this many tokens (from earlier replies), each at most this long."""
 ENCODINGS = ("raw", "jpeg", "png")
 ARRAY_KEYS = {"dtype", "shape"}
+FRAMINGS = ("facewire", "classic", "imagezmq")
+"""facewire's own headers; pyzmq's send_array pair ({"dtype", "shape"}); an imagezmq sender's
+({"msg", "dtype", "shape"} before raw pixels, {"msg"} before a JPEG)."""
+MAX_CAMERA_LENGTH = 256
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 Buffer = bytes | bytearray | memoryview
 
@@ -141,13 +146,15 @@ IMAGE_OPS = ("recognize", "enroll")
 
 @dataclass(frozen=True)
 class Request:
-    """A validated request. `classic` marks pyzmq's plain send_array framing."""
+    """A validated request. `framing` is how it came (see FRAMINGS), and a reply goes back the same
+    way; `camera` is an imagezmq sender's `msg`."""
 
     op: str
     options: Options
     image: np.ndarray | None = None
-    classic: bool = False
+    framing: str = "facewire"
     request_id: str | int | None = None
+    camera: str | None = None
 
     @property
     def encoding(self) -> str:
@@ -197,8 +204,10 @@ def parse_request(frames: Sequence[Buffer], limits: Limits = Limits()) -> Reques
 
 def _parse_op(header: dict[str, Any], frames: Sequence[Buffer], limits: Limits,
               request_id: str | int | None) -> Request:
-    classic = "op" not in header and set(header) == ARRAY_KEYS
-    op = "recognize" if classic else header.pop("op", None)
+    framing = _framing(header)
+    if framing == "imagezmq":
+        return _parse_imagezmq(header, frames, limits)
+    op = "recognize" if framing == "classic" else header.pop("op", None)
     if op not in OPS:
         raise UnknownOp(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
     if op not in IMAGE_OPS:
@@ -210,7 +219,31 @@ def _parse_op(header: dict[str, Any], frames: Sequence[Buffer], limits: Limits,
         image = array_from_frame(header, frames[1], limits)
     else:
         image = _decode_frame(header, frames[1], options.encoding, limits)
-    return Request(op, options, image, classic, request_id)
+    return Request(op, options, image, framing, request_id)
+
+
+def _framing(header: dict[str, Any]) -> str:
+    keys = set(header)
+    if "op" in keys:
+        return "facewire"
+    if keys == ARRAY_KEYS:
+        return "classic"
+    return "imagezmq" if "msg" in keys and keys <= ARRAY_KEYS | {"msg"} else "facewire"
+
+
+def _parse_imagezmq(header: dict[str, Any], frames: Sequence[Buffer], limits: Limits) -> Request:
+    """An imagezmq sender's frame: send_image (msg, dtype, shape; raw pixels) or send_jpg (msg; a JPEG)."""
+    camera = header.pop("msg")
+    if not isinstance(camera, str) or len(camera) > MAX_CAMERA_LENGTH or not camera.isprintable():
+        raise BadOption(f"msg must be the camera's name: printable text of at most {MAX_CAMERA_LENGTH} characters")
+    _expect_frames(frames, 2, "an imagezmq message takes 2 frames: JSON, then the image")
+    if ARRAY_KEYS <= set(header):
+        options, image = RecognizeOptions(annotate=False), array_from_frame(header, frames[1], limits)
+    else:
+        encoding = "png" if bytes(frames[1][:len(PNG_SIGNATURE)]) == PNG_SIGNATURE else "jpeg"
+        options, image = RecognizeOptions(annotate=False, encoding=encoding), _decode_frame(header, frames[1],
+                                                                                            encoding, limits)
+    return Request("recognize", options, image, "imagezmq", camera=camera)
 
 
 def _valid_id(request_id: Any) -> bool:
@@ -330,6 +363,11 @@ def pack_request(op: str, image: np.ndarray | None = None, encoding: str = "raw"
     if encoding == "raw":
         return [_json({"op": op, **array_header(image), **options}), raw_bytes(image)]
     return [_json({"op": op, "encoding": encoding, **options}), images.encode_compressed(image, encoding)]
+
+
+def pack_imagezmq(camera: str, body: dict[str, Any]) -> list[bytes]:
+    """The one frame an imagezmq sender reads: JSON with its `msg` and the reply's body."""
+    return [_json({"ok": True, "msg": camera, **body})]
 
 
 def pack_classic(image: np.ndarray) -> list[Any]:
