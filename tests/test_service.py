@@ -233,6 +233,20 @@ def test_a_classic_send_array_request_gets_the_annotated_array_back(shared_servi
     assert bytes(pixels) == annotated.tobytes()
 
 
+def test_an_imagezmq_frame_gets_one_json_frame_with_the_camera_and_is_logged_by_camera(shared_service, group,
+                                                                                        caplog):
+    header = json.dumps({"msg": "front door", "dtype": "uint8", "shape": list(group.shape)}).encode()
+    with caplog.at_level(logging.INFO, logger="facewire.serve.service"):
+        [reply] = shared_service.handle([header, group.tobytes()])
+    body = json.loads(reply)
+    expected, _ = ask(shared_service, "recognize", group, annotate=False)
+    assert body["ok"] is True and body["msg"] == "front door" and set(body) == {"ok", "msg", "faces", "timings_ms"}
+    assert [(f["name"], f["box"]) for f in body["faces"]] == [(f["name"], f["box"]) for f in expected["faces"]]
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("camera")]
+    names = ", ".join(f["name"] for f in body["faces"])
+    assert re.fullmatch(rf"camera 'front door', {group.shape[1]}x{group.shape[0]}: {names} in \d+ ms", line), line
+
+
 def test_a_picture_without_faces(shared_service, caplog):
     coffee = images.read_image(REPO_PROBES / "no_face.jpg")
     with caplog.at_level(logging.INFO, logger="facewire.serve.service"):
