@@ -1,6 +1,6 @@
 """Workers forked from a warm template, so that a dead worker is replaced in milliseconds.
 
-The supervisor starts one template process (`python -m facewire.serve.worker CONFIG`). It
+The supervisor starts one template process (`python -m facewire.serve.template CONFIG`). It
 imports dlib and loads the models, and computes nothing: dlib and OpenCV start thread
 pools the first time they detect or resize, and a process with threads must not fork
 (a child's copy of a pool has no threads, and waits for them forever). Work that needs

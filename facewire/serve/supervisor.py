@@ -1,6 +1,6 @@
 """The supervisor of a server with workers: the broker, the local worker pool and its watchdog.
 
-Local workers are forked from a warm template (forkserver.py, `python -m facewire.serve.worker`)
+Local workers are forked from a warm template (forkserver.py, `python -m facewire.serve.template`)
 and do what a worker on another host does (`facewire-server --worker --connect ADDR`).
 """
 
@@ -177,7 +177,7 @@ class Watchdog:
 
 def worker_command(config: Config) -> list[str]:
     """The command line of the template that forks local workers with `config`."""
-    return [sys.executable, "-m", "facewire.serve.worker", config.to_json()]
+    return [sys.executable, "-m", "facewire.serve.template", config.to_json()]
 
 
 def run_supervisor(config: Config, started: float) -> None:

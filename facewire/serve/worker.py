@@ -2,11 +2,8 @@
 
 Three ways to run one: the whole server in one process (`run_single`, --workers 1); a worker
 connected to a broker, here or on another host (`run_worker`, --worker --connect ADDR); and
-the local workers of a supervisor, forked from a warm template:
-
-    python -m facewire.serve.worker CONFIG_JSON
-
-runs that template (see forkserver.py), with the configuration the supervisor was given.
+the local workers of a supervisor, forked from a warm template (`run_template`, started as
+`python -m facewire.serve.template CONFIG_JSON`; see forkserver.py).
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 
@@ -187,13 +183,3 @@ def run_template(config: Config) -> None:
     in_child(lambda: open_store(config))
     template = os.getpid()
     serve_forks(lambda: run_worker(config, build_service(config, signer), parent=template))
-
-
-def main() -> None:
-    config = Config.from_json(sys.argv[1])
-    configure_logging(config.log_level)
-    run_template(config)
-
-
-if __name__ == "__main__":
-    main()
