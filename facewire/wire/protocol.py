@@ -33,9 +33,6 @@ MAX_TOKEN_LENGTH = 1024
 """recognize's `track`: at most this many tokens (from earlier replies), each at most this long."""
 ENCODINGS = ("raw", "jpeg", "png")
 ARRAY_KEYS = {"dtype", "shape"}
-FRAMINGS = ("facewire", "classic", "imagezmq")
-"""facewire's own headers; pyzmq's send_array pair ({"dtype", "shape"}); an imagezmq sender's
-({"msg", "dtype", "shape"} before raw pixels, {"msg"} before a JPEG)."""
 MAX_CAMERA_LENGTH = 256
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -146,8 +143,10 @@ IMAGE_OPS = ("recognize", "enroll")
 
 @dataclass(frozen=True)
 class Request:
-    """A validated request. `framing` is how it came (see FRAMINGS), and a reply goes back the same
-    way; `camera` is an imagezmq sender's `msg`."""
+    """A validated request. `framing` is how it came, and a reply goes back the same way: "facewire"
+    (its own headers), "classic" (pyzmq's send_array pair, {"dtype", "shape"}) or "imagezmq" (a
+    sender's {"msg", "dtype", "shape"} before raw pixels, or {"msg"} before a JPEG or PNG);
+    `camera` is an imagezmq sender's `msg`."""
 
     op: str
     options: Options
