@@ -76,7 +76,7 @@ def _plain(value: Any) -> Any:
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
-    """The dataclass `cls` from `_plain`'s dict, nested dataclasses and paths restored by their type hints."""
+    """The dataclass `cls` from `_plain`'s dict: nested dataclasses, paths and tuples restored by their type hints."""
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in data.items():
@@ -86,5 +86,7 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
             value = _build(nested, value)
         elif Path in kinds and value is not None:
             value = Path(value)
+        elif typing.get_origin(hints[name]) is tuple:
+            value = tuple(value)
         values[name] = value
     return cls(**values)

@@ -99,6 +99,9 @@ SERVER_CASES = [
     (["--key", "a.key_secret", "--server-key", "server.key"], "--key"),
     (["--worker", "--connect", "tcp://127.0.0.1:9", "--keys", "keys"], "--keys"),
     (["--worker-bind", "tcp://127.0.0.1:9"], "--worker-bind"),
+    (["--encoder", "tensorflow"], "--encoder"),
+    (["--providers", "NoSuchExecutionProvider"], "--providers"),
+    (["--encoder", "dlib", "--providers", "CPUExecutionProvider"], "--providers"),
 ]
 
 

@@ -263,7 +263,7 @@ def test_non_contiguous_images_are_sent_whole():
     ([recognize_header()], "bad_request", "recognize takes 2 frames: JSON header, then the image; got 1 frames"),
     ([header(op="ping", colour="red")], "bad_option", "unknown option(s) ['colour'] for ping; allowed: []"),
     ([recognize_header(colour="red", size=1), b"abc"], "bad_option",
-     "unknown option(s) ['colour', 'size'] for recognize; allowed: ['annotate', 'encoding', 'tolerance', 'track']"),
+     "unknown option(s) ['colour', 'size'] for recognize; allowed: ['annotate', 'encoding', 'scan', 'tolerance', 'track']"),
     ([header(op="remove", name=7)], "bad_option", 'remove needs a "name" string'),
     ([recognize_header(encoding="gif"), b"abc"], "bad_option", "encoding must be one of raw, jpeg, png"),
     ([recognize_header(annotate=1), b"abc"], "bad_option", "annotate must be true or false"),
@@ -393,3 +393,11 @@ def test_a_face_without_tracking_fields_is_untracked_and_has_no_token():
     face = protocol.FaceResult.from_json({"name": "ann", "distance": 0.3, "confidence": 0.75, "box": [1, 2, 3, 4]})
     assert face == protocol.FaceResult("ann", 0.3, 0.75, (1, 2, 3, 4), False, None)
     assert face.tracked is False
+
+
+def test_scan_is_full_or_tracked():
+    image = np.zeros((2, 2, 3), np.uint8)
+    assert parse_request(protocol.pack_request("recognize", image)).options.scan == "full"
+    assert parse_request(protocol.pack_request("recognize", image, scan="tracked")).options.scan == "tracked"
+    error = refused(protocol.pack_request("recognize", image, scan="sideways"))
+    assert (error.code, error.message) == ("bad_option", "scan must be one of full, tracked")

@@ -8,7 +8,14 @@ import pytest
 
 from facewire.faces import images
 from facewire.faces.matching import UNKNOWN, MatchSettings, confidence, match_faces
-from facewire.faces.recognize import HOG_MIN_FACE, DetectorSettings, detect_faces, detection_scale, find_faces
+from facewire.faces.recognize import (
+    HOG_MIN_FACE,
+    DetectorSettings,
+    detect_faces,
+    detect_faces_near,
+    detection_scale,
+    find_faces,
+)
 
 from .conftest import REPO_PROBES
 
@@ -105,3 +112,21 @@ def test_confidence_is_one_half_at_the_tolerance():
     assert confidence(0.6, 0.6) == pytest.approx(0.5)
     assert confidence(0.3, 0.6) == pytest.approx(0.75)
     assert confidence(2.0, 0.6) == 0.0
+
+
+def test_a_scan_near_known_boxes_finds_those_faces_where_a_full_scan_does_and_no_others():
+    """Region by region the resampling grid shifts a little, so a box may move by a pixel: it stays the same face."""
+    group = images.read_image(REPO_PROBES / "group_small_faces.jpg")
+    full = sorted(detect_faces(group, SETTINGS), key=lambda box: box[3])
+    assert len(full) == 2
+
+    def same(found, expected):
+        found = sorted(found, key=lambda box: box[3])
+        return len(found) == len(expected) and all(iou(a, b) >= 0.85 for a, b in zip(found, expected))
+
+    assert same(detect_faces_near(group, [full[0]], SETTINGS), [full[0]])
+    assert same(detect_faces_near(group, full, SETTINGS), full)
+    assert same(detect_faces_near(group, [full[1], full[1]], SETTINGS), [full[1]])  # overlapping regions: one face
+    top, right, bottom, left = full[0]
+    assert same(detect_faces_near(group, [(top + 4, right + 4, bottom + 4, left + 4)], SETTINGS), [full[0]])  # moved
+    assert detect_faces_near(group, [], SETTINGS) == []

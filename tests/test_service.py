@@ -20,7 +20,7 @@ from facewire import __version__
 from facewire.faces import draw, images
 from facewire.faces.matching import UNKNOWN, MatchSettings
 from facewire.faces.recognize import DetectorSettings, detect_faces, encode_faces
-from facewire.serve.service import Service, tracked_matches
+from facewire.serve.service import Service, tracked_matches, verified
 from facewire.serve.track import Tracker, Vouch
 from facewire.store.gallery import Gallery
 from facewire.store.live import GalleryStore
@@ -271,7 +271,7 @@ class FixedStore:
 @pytest.fixture(scope="module")
 def hopper_encoding(group) -> np.ndarray:
     box = min(detect_faces(group, SETTINGS), key=lambda b: b[3])
-    return encode_faces(images.to_rgb(group), [box])[0]
+    return encode_faces(images.to_rgb(group), [box], SETTINGS)[0]
 
 
 def offset(encoding: np.ndarray, distance: float, axis: int) -> np.ndarray:
@@ -321,9 +321,9 @@ def test_each_box_takes_the_token_that_overlaps_it_most():
     near, nearer = (0, 100, 100, 30), (0, 100, 100, 10)  # IoU 0.7 and 0.9 with the box
     tokens = [tracker.issue(vouch("near", near)), tracker.issue(vouch("nearer", nearer)),
               tracker.issue(vouch("far", (500, 600, 600, 500)))]
-    [found] = tracked_matches([box], tokens, 0.6, tracker)
+    [found] = tracked_matches([box], verified(tokens, 0.6, tracker))
     assert found.name == "nearer"
-    [found] = tracked_matches([box], tokens[::-1], 0.6, tracker)
+    [found] = tracked_matches([box], verified(tokens[::-1], 0.6, tracker))
     assert found.name == "nearer"
 
 
@@ -331,10 +331,10 @@ def test_an_overlap_of_exactly_half_is_enough_and_less_is_not():
     tracker = Tracker(clock=lambda: 1000.0)
     box = (0, 100, 100, 0)
     half = tracker.issue(vouch("half", (0, 100, 50, 0)))  # IoU exactly 0.5
-    assert tracked_matches([box], [half], 0.6, tracker)[0].name == "half"
+    assert tracked_matches([box], verified([half], 0.6, tracker))[0].name == "half"
     less = tracker.issue(vouch("less", (0, 100, 49, 0)))
-    assert tracked_matches([box], [less], 0.6, tracker) == [None]
-    assert tracked_matches([box], [], 0.6, tracker) == [None] and tracked_matches([], [half], 0.6, tracker) == []
+    assert tracked_matches([box], verified([less], 0.6, tracker)) == [None]
+    assert tracked_matches([box], verified([], 0.6, tracker)) == [None] and tracked_matches([], verified([half], 0.6, tracker)) == []
 
 
 def test_a_tracked_face_gets_a_token_for_where_it_is_now(group):
@@ -349,3 +349,17 @@ def test_a_tracked_face_gets_a_token_for_where_it_is_now(group):
     [face] = [f for f in body["faces"] if tuple(f["box"]) == box]
     assert face["tracked"] is True and face["name"] == "grace_hopper" and face["distance"] == 0.3
     assert service.tracker.verify(face["track"]) == Vouch("grace_hopper", 0.3, box, 0.6, now[0] - 1)
+
+
+def test_a_tracked_scan_looks_only_around_the_faces_the_tokens_vouch_for(group):
+    now = [1_000_000.0]
+    service = Service(FixedStore(["x"], [np.full(128, 5.0)]), tracker=Tracker(clock=lambda: now[0]))
+    hopper, collins = sorted(detect_faces(group, SETTINGS), key=lambda box: box[3])
+    token = service.tracker.issue(Vouch("grace_hopper", 0.3, hopper, 0.6, now[0] - 1))
+    body, _ = ask(service, "recognize", group, annotate=False, track=[token], scan="tracked")
+    assert [(f["box"], f["name"], f["tracked"]) for f in body["faces"]] == [(list(hopper), "grace_hopper", True)]
+    body, _ = ask(service, "recognize", group, annotate=False, track=[token])  # the default: the whole picture
+    assert sorted(tuple(f["box"]) for f in body["faces"]) == sorted([hopper, collins])
+    forged = Tracker().issue(Vouch("grace_hopper", 0.3, hopper, 0.6, now[0] - 1))
+    body, _ = ask(service, "recognize", group, annotate=False, track=[forged], scan="tracked")
+    assert len(body["faces"]) == 2 and not any(f["tracked"] for f in body["faces"])  # no valid token: everywhere

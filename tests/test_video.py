@@ -15,7 +15,7 @@ from facewire.client import video
 from facewire.client.client import Client, ServerError, ServerUnavailable
 from facewire.client.video import KEYFRAME, FrameSource, Meter, overlay_fps, stream
 from facewire.process import ServerProcess
-from facewire.serve.service import tracked_matches
+from facewire.serve.service import tracked_matches, verified
 from facewire.serve.track import Tracker, Vouch
 from facewire.wire import protocol
 from facewire.wire.keys import ClientKeys, ServerKeys
@@ -67,9 +67,9 @@ def test_tracking_reuses_an_identity_only_for_an_overlapping_box_and_a_genuine_t
     ann = tracker.issue(Vouch("ann", 0.3, (10, 60, 60, 10), 0.6, time.time()))
     mallory = Tracker().issue(Vouch("mallory", 0.1, (100, 160, 160, 100), 0.6, time.time()))
     same, moved_far, forged = (12, 62, 62, 12), (200, 260, 260, 200), (101, 161, 161, 101)
-    [kept, fresh, refused] = tracked_matches([same, moved_far, forged], [ann, mallory], 0.6, tracker)
+    [kept, fresh, refused] = tracked_matches([same, moved_far, forged], verified([ann, mallory], 0.6, tracker))
     assert kept.name == "ann" and kept.distance == 0.3 and fresh is None and refused is None
-    assert tracked_matches([same], [ann], 0.5, tracker) == [None]  # named under another tolerance
+    assert tracked_matches([same], verified([ann], 0.5, tracker)) == [None]  # named under another tolerance
 
 
 # --- in process: stream() against a peer that answers out of order ---------------------------------
@@ -122,6 +122,8 @@ def test_each_frame_carries_the_track_tokens_of_the_last_frame_shown_except_keyf
         expected = [] if frame % KEYFRAME == 0 or shown == 0 else [f"token{shown - 1}"]
         assert hints[frame] == expected, frame
     assert any(hints[frame] for frame in range(1, KEYFRAME))  # tokens were sent back
+    scans = {r.marker: r.header["scan"] for r in peer.received}
+    assert all(scans[frame] == ("tracked" if hints[frame] else "full") for frame in hints)  # full at keyframes
 
 
 def many_faces(request) -> list[bytes]:

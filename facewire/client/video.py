@@ -2,9 +2,11 @@
 
 Several frames are in flight at once (so every worker is busy); when the server falls
 behind a file's own frame rate, stale frames are skipped rather than queued; and each
-request carries the track tokens of the last answered frame's faces, so the server reuses
-the identity of a face it can track instead of encoding it again (every KEYFRAME-th frame
-re-checks). The tokens are signed by the server: a client cannot make up a name.
+request carries the track tokens of the last answered frame's faces, so the server looks
+for faces only around them and reuses the identity of a face it can track instead of
+encoding it again. Every KEYFRAME-th frame carries none: the whole frame is scanned and
+every face encoded afresh, so a face that came in meanwhile is found then. The tokens are
+signed by the server: a client cannot make up a name or a place to look.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def stream(client: Client, source: FrameSource, in_flight: int = 4, annotate: bo
             frame = source.next()
             if frame is None:
                 return
-            yield client.recognize_request(frame, annotate=annotate, track=[] if index % KEYFRAME == 0 else track)
+            hint = [] if index % KEYFRAME == 0 else track
+            yield client.recognize_request(frame, annotate=annotate, track=hint, scan="tracked" if hint else "full")
 
     for outcome in client.in_order(requests(), in_flight):
         if isinstance(outcome, Exception):

@@ -4,7 +4,9 @@ Detection runs on a grey, resized copy chosen so that the smallest face worth
 finding is just large enough for dlib's HOG detector: small images are upscaled
 (down to 15 px faces), large ones reduced. Encoding runs on the full-resolution RGB
 image, except that faces too small for the landmark model are encoded from an
-enlarged copy of their surroundings (see SMALL_FACE).
+enlarged copy of their surroundings (see SMALL_FACE). dlib's face recognition network
+runs on ONNX Runtime by default (onnx_encoder.py: the same encodings, several times
+faster than dlib-bin), or in dlib itself (`encoder="dlib"`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import dlib
 import numpy as np
 
 from facewire.faces import images
+from facewire.faces.onnx_encoder import OnnxFaceEncoder, face_chips
+from facewire.faces.onnx_model import cached_model
 
 with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
     warnings.simplefilter("ignore", UserWarning)
     import face_recognition_models as model_files
 
+ENCODERS = ("onnx", "dlib")
 HOG_MIN_FACE = 60
 """Smallest face box (px) that dlib's HOG detector finds reliably at scale 1 (measured)."""
 
@@ -44,13 +49,18 @@ ENCODE_FACE px wide, where the 5-point landmarks fit better. On the small-face s
 names 372 faces right against 362 without enlarging (40 px: 364, 60: 368, 120: 370,
 160: 372); faces of 32 px and more gain nothing (bench/bench_accuracy.py --enlargements)."""
 
+REGION_MARGIN = 1.0
+"""detect_faces_near looks for a tracked face within this many face-widths of its last box."""
+SAME_FACE_IOU = 0.5
+"""Two boxes that overlap this much (intersection over union) are one face."""
+
 Box = tuple[int, int, int, int]
 """A face box as (top, right, bottom, left) in pixels of the image the client sent."""
 
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    """How faces are located.
+    """How faces are located and encoded.
 
     model: "hog" (fast, CPU) or "cnn" (more accurate, slow without a GPU).
     upsample: None for automatic scaling (see `detection_scale`); an integer N
@@ -58,16 +68,21 @@ class DetectorSettings:
     min_face: smallest face, in pixels, that automatic scaling must find.
     min_face_fraction: in large images, faces smaller than this fraction of the
         short side are not searched for, so that big photos stay fast.
+    encoder: "onnx" (dlib's network on ONNX Runtime) or "dlib" (dlib itself): the same encodings.
+    providers: ONNX Runtime execution providers, in order of preference (empty: the CPU).
     """
 
     model: str = "hog"
     upsample: int | None = None
     min_face: int = 15
     min_face_fraction: float = 1 / 16
+    encoder: str = "onnx"
+    providers: tuple[str, ...] = ()
 
     def cache_tag(self) -> str:
         """A string that changes whenever a setting could change an encoding."""
-        return f"r{DETECTION_REVISION}|{self.model}|{self.upsample}|{self.min_face}|{self.min_face_fraction:.4f}"
+        return (f"r{DETECTION_REVISION}|{self.model}|{self.upsample}|{self.min_face}|{self.min_face_fraction:.4f}"
+                f"|{self.encoder}")
 
 
 @dataclass(frozen=True)
@@ -106,15 +121,35 @@ def dlib_description() -> str:
     )
 
 
-def load_models(settings: DetectorSettings) -> None:
+@cache
+def onnx_face_encoder(providers: tuple[str, ...] = ()) -> OnnxFaceEncoder:
+    """dlib's network on ONNX Runtime: one session per process, made after any fork."""
+    return OnnxFaceEncoder(cached_model(), providers or None)
+
+
+def encoder_description(settings: DetectorSettings) -> str:
+    """Which encoder runs, for the start-up log."""
+    if settings.encoder == "dlib":
+        return "dlib's face_recognition_model_v1"
+    return f"dlib's network on ONNX Runtime ({', '.join(onnx_face_encoder(settings.providers).providers())})"
+
+
+def load_models(settings: DetectorSettings, fork_safe: bool = False) -> None:
     """Load the models `settings` needs now, so the first request does not pay for it.
 
     These are face_recognition's model files and calls (face_recognition.api), minus the
-    68-point landmark model it also loads at import and facewire never uses (0.36 s).
+    68-point landmark model it also loads at import and facewire never uses (0.36 s). With
+    `fork_safe` (a process that will fork workers) the ONNX model is converted and cached
+    but no ONNX Runtime session is made: each worker makes its own after the fork.
     """
     (cnn_detector if settings.model == "cnn" else hog_detector)()
     landmarks_5()
-    face_encoder()
+    if settings.encoder == "dlib":
+        face_encoder()
+    elif fork_safe:
+        cached_model()
+    else:
+        onnx_face_encoder(settings.providers)
 
 
 def detection_scale(height: int, width: int, settings: DetectorSettings) -> float:
@@ -129,10 +164,37 @@ def detect_faces(image: np.ndarray, settings: DetectorSettings) -> list[Box]:
     Small pictures (scanned at COLOUR_SCALE or more) are scanned in colour, large ones in grey.
     """
     height, width = image.shape[:2]
+    return _scan(image, detection_scale(height, width, settings), settings)
+
+
+def detect_faces_near(image: np.ndarray, near: Sequence[Box], settings: DetectorSettings) -> list[Box]:
+    """Locate faces only around the boxes `near`, each grown by REGION_MARGIN face-widths on every side.
+
+    Each region is scanned at the scale the whole image would be, so a face that stayed near
+    its box gets the box a full scan gives it; a face elsewhere is not found. A face found
+    from two overlapping regions is kept once.
+    """
+    height, width = image.shape[:2]
+    scale = detection_scale(height, width, settings)
+    found: list[Box] = []
+    for top, right, bottom, left in near:
+        margin = round(max(right - left, bottom - top) * REGION_MARGIN)
+        y0, x0 = max(0, top - margin), max(0, left - margin)
+        region = image[y0:min(height, bottom + margin + 1), x0:min(width, right + margin + 1)]
+        for t, r, b, l in _scan(region, scale, settings):
+            box = (t + y0, r + x0, b + y0, l + x0)
+            if all(iou(box, other) < SAME_FACE_IOU for other in found):
+                found.append(box)
+    return found
+
+
+def _scan(image: np.ndarray, scale: float, settings: DetectorSettings) -> list[Box]:
+    """Run the detector on `image` resized by `scale` (or with dlib's own upsampling, when set)."""
+    height, width = image.shape[:2]
     if settings.upsample is not None:
         scale, upsample, work = 1.0, settings.upsample, images.to_grey(image)
     else:
-        scale, upsample = detection_scale(height, width, settings), 0
+        upsample = 0
         work = images.to_rgb(image) if scale >= COLOUR_SCALE else images.to_grey(image)
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -150,8 +212,9 @@ def _scaled_box(rect: dlib.rectangle, scale: float, height: int, width: int) -> 
     return (max(top, 0), min(right, width - 1), min(bottom, height - 1), max(left, 0))
 
 
-def encode_faces(rgb: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
-    """128-d encodings of the faces in `boxes`, as an (n, 128) array, in one batched call.
+def encode_faces(rgb: np.ndarray, boxes: Sequence[Box], settings: DetectorSettings) -> np.ndarray:
+    """128-d encodings of the faces in `boxes`, as an (n, 128) array, in one batched call
+    of the encoder `settings` names.
 
     A face narrower than SMALL_FACE px is encoded from its surroundings enlarged so that the
     face is ENCODE_FACE px wide (0: never enlarge).
@@ -171,8 +234,13 @@ def encode_faces(rgb: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
             picture, rect = rgb, dlib.rectangle(left, top, right, bottom)
             order.append((0, len(shapes[0])))
         shapes[order[-1][0]].append(landmarks_5()(picture, rect))
-    batches = face_encoder().compute_face_descriptor(pictures, shapes)
-    return np.array([batches[picture][face] for picture, face in order])
+    if settings.encoder == "dlib":
+        batches = face_encoder().compute_face_descriptor(pictures, shapes)
+        return np.array([batches[picture][face] for picture, face in order])
+    chips = [face_chips(picture, found) for picture, found in zip(pictures, shapes)]
+    first = np.cumsum([0, *(len(found) for found in chips)])
+    encodings = onnx_face_encoder(settings.providers).encode(np.concatenate(chips))
+    return encodings[[first[picture] + face for picture, face in order]]
 
 
 def _enlarged(rgb: np.ndarray, box: Box, factor: float) -> tuple[np.ndarray, dlib.rectangle]:
@@ -192,7 +260,7 @@ def find_faces(image: np.ndarray, settings: DetectorSettings) -> list[Face]:
     boxes = detect_faces(image, settings)
     if not boxes:
         return []
-    return [Face(box, enc) for box, enc in zip(boxes, encode_faces(images.to_rgb(image), boxes))]
+    return [Face(box, enc) for box, enc in zip(boxes, encode_faces(images.to_rgb(image), boxes, settings))]
 
 
 def box_area(box: Box) -> int:

@@ -12,10 +12,12 @@ import os
 import time
 from pathlib import Path
 
+import onnxruntime
+
 from facewire.args import bounded, folder
 from facewire.config import DEFAULT_BIND, Config, Security
 from facewire.faces.matching import METHODS, MatchSettings
-from facewire.faces.recognize import DetectorSettings, dlib_description, load_models
+from facewire.faces.recognize import ENCODERS, DetectorSettings, dlib_description, encoder_description, load_models
 from facewire.serve.supervisor import run_supervisor
 from facewire.serve.worker import build_service, configure_logging, run_single, run_worker, tracker
 from facewire.wire.protocol import DEFAULT_MAX_PIXELS, Limits
@@ -50,6 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="nearest: the nearest photo names the face; knn: the k nearest photos vote (default: %(default)s)")
     parser.add_argument("--k", type=bounded(int, 1), default=None, help="with --match knn: photos that vote (default: sqrt of the photos)")
     parser.add_argument("--model", choices=("hog", "cnn"), default="hog", help="face detector (default: %(default)s)")
+    parser.add_argument("--encoder", choices=ENCODERS, default="onnx",
+                        help="onnx: dlib's face network on ONNX Runtime; dlib: in dlib itself; the same encodings "
+                             "(default: %(default)s)")
+    parser.add_argument("--providers", nargs="+", metavar="P", default=(),
+                        help="with --encoder onnx: ONNX Runtime execution providers in order of preference, "
+                             f"among those installed: {', '.join(onnxruntime.get_available_providers())} "
+                             "(default: the CPU)")
     parser.add_argument("--upsample", type=bounded(int, 0), default=None, metavar="N",
                         help="run dlib's N-fold upsampling on the full image instead of automatic scaling")
     parser.add_argument("--min-face", type=int, default=DetectorSettings.min_face, metavar="PX",
@@ -74,6 +83,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--worker-bind does nothing with --workers 1 (one process, no workers)")
     if args.k is not None and args.match != "knn":
         parser.error("--k goes with --match knn")
+    unknown = [name for name in args.providers if name not in onnxruntime.get_available_providers()]
+    if unknown:
+        parser.error(f"--providers {' '.join(unknown)}: not installed; ONNX Runtime has "
+                     f"{', '.join(onnxruntime.get_available_providers())}")
+    if args.providers and args.encoder != "onnx":
+        parser.error("--providers goes with --encoder onnx")
     if args.min_face < 1:  # checked here, so that its declaration stays as it is
         parser.error(f"argument --min-face: {args.min_face} is not 1 or more")
     return args
@@ -83,7 +98,8 @@ def configuration(args: argparse.Namespace) -> Config:
     """The one configuration of this server (or worker), from its command line."""
     return Config(
         known_faces=args.known_faces, cache=args.cache,
-        detector=DetectorSettings(args.model, args.upsample, args.min_face, args.min_face_fraction),
+        detector=DetectorSettings(args.model, args.upsample, args.min_face, args.min_face_fraction, args.encoder,
+                                  tuple(args.providers)),
         matching=MatchSettings(args.tolerance, args.match, args.k),
         limits=Limits(int(args.max_megapixels * 1e6)),
         bind=args.bind, workers=args.workers, worker_bind=args.worker_bind, connect=args.connect,
@@ -104,6 +120,7 @@ def main() -> None:
         run_supervisor(config, started)
         return
     load_models(config.detector)
+    log.info("encoding with %s", encoder_description(config.detector))
     service = build_service(config, signer)
     if args.worker:
         run_worker(config, service)

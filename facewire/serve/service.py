@@ -16,7 +16,7 @@ import numpy as np
 from facewire import __version__
 from facewire.faces import draw, images
 from facewire.faces.matching import UNKNOWN, Match, MatchSettings, match_faces
-from facewire.faces.recognize import Box, detect_faces, encode_faces, iou
+from facewire.faces.recognize import SAME_FACE_IOU, Box, detect_faces, detect_faces_near, encode_faces, iou
 from facewire.serve.track import Tracker, Vouch
 from facewire.store.gallery import Gallery
 from facewire.store.live import EnrolError, GalleryStore
@@ -25,7 +25,6 @@ from facewire.wire.protocol import FaceResult, Request
 
 log = logging.getLogger(__name__)
 
-TRACK_IOU = 0.5
 
 
 Reply = list[Any]
@@ -81,12 +80,17 @@ class Service:
     def recognize(self, request: Request) -> Reply:
         """Detect, encode and name every face; reply with the faces and the annotated image."""
         options, clock = request.options, _Clock()
-        boxes = detect_faces(request.image, self.store.settings)
-        clock.lap("detect")
         tolerance = self.matching.tolerance if options.tolerance is None else options.tolerance
-        known = tracked_matches(boxes, options.track, tolerance, self.tracker)
+        vouched = verified(options.track, tolerance, self.tracker)
+        if options.scan == "tracked" and vouched:  # between a video's keyframes: only where faces were
+            boxes = detect_faces_near(request.image, [vouch.box for vouch in vouched], self.store.settings)
+        else:
+            boxes = detect_faces(request.image, self.store.settings)
+        clock.lap("detect")
+        known = tracked_matches(boxes, vouched)
         fresh = [box for box, vouch in zip(boxes, known) if vouch is None]
-        encodings = encode_faces(images.to_rgb(request.image), fresh) if fresh else np.empty((0, 128))
+        encodings = (encode_faces(images.to_rgb(request.image), fresh, self.store.settings) if fresh
+                     else np.empty((0, 128)))  # every face tracked: not even a colour conversion
         clock.lap("encode")
         gallery = self.store.current()
         settings = replace(self.matching, tolerance=tolerance)
@@ -135,18 +139,21 @@ OPS: dict[str, Callable[[Service, Request], Reply]] = {
 """The service's op table: one method per op of the protocol."""
 
 
-def tracked_matches(boxes: list[Box], tokens: Sequence[str], tolerance: float, tracker: Tracker) -> list[Vouch | None]:
-    """For each box, what a token of this server proves about the face it overlaps (IoU >= 0.5), if any.
+def verified(tokens: Sequence[str], tolerance: float, tracker: Tracker) -> list[Vouch]:
+    """What the client's track tokens prove: only tokens of this server that verify, have not
+    expired and were issued under the same tolerance count. Nothing else from the client is trusted."""
+    return [v for v in map(tracker.verify, tokens) if v is not None and v.tolerance == tolerance]
+
+
+def tracked_matches(boxes: list[Box], vouched: Sequence[Vouch]) -> list[Vouch | None]:
+    """For each box, the vouch of the face it overlaps (IoU >= SAME_FACE_IOU), if any.
 
     A tracked face keeps its name without being encoded again: the saving that keeps video real-time.
-    Only tokens that verify, have not expired and were issued under the same tolerance count: the
-    rest are ignored, and their faces encoded afresh. Nothing else from the client is trusted.
     """
-    vouched = [v for v in map(tracker.verify, tokens) if v is not None and v.tolerance == tolerance]
     found: list[Vouch | None] = []
     for box in boxes:
         best = max(vouched, key=lambda vouch: iou(box, vouch.box), default=None)
-        found.append(best if best is not None and iou(box, best.box) >= TRACK_IOU else None)
+        found.append(best if best is not None and iou(box, best.box) >= SAME_FACE_IOU else None)
     return found
 
 

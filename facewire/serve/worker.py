@@ -175,11 +175,16 @@ def run_template(config: Config) -> None:
     """Load the models, warm the gallery's cache in a child, then fork a worker whenever asked.
 
     The template itself computes nothing (see forkserver.py), and each worker opens its own
-    store and ZeroMQ context after the fork."""
+    store, ONNX Runtime session and ZeroMQ context after the fork."""
     if not config.known_faces.is_dir():
         raise SystemExit(f"no gallery folder {config.known_faces}")
     signer = tracker()
-    load_models(config.detector)
+    load_models(config.detector, fork_safe=True)
     in_child(lambda: open_store(config))
     template = os.getpid()
-    serve_forks(lambda: run_worker(config, build_service(config, signer), parent=template))
+
+    def start_worker() -> None:
+        load_models(config.detector)  # what could not be shared: the ONNX Runtime session
+        run_worker(config, build_service(config, signer), parent=template)
+
+    serve_forks(start_worker)

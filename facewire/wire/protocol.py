@@ -32,6 +32,7 @@ MAX_TRACKED = 32
 MAX_TOKEN_LENGTH = 1024
 """recognize's `track`: at most this many tokens (from earlier replies), each at most this long."""
 ENCODINGS = ("raw", "jpeg", "png")
+SCANS = ("full", "tracked")
 ARRAY_KEYS = {"dtype", "shape"}
 MAX_CAMERA_LENGTH = 256
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -104,12 +105,15 @@ TRUSTED_REPLY_LIMITS = Limits(max_pixels=2**62)
 @dataclass(frozen=True)
 class RecognizeOptions:
     """recognize: `tolerance` (None: the server's), whether to return the `annotate`d image, the image's
-    wire `encoding`, and the `track` tokens of the previous frame's faces (checked by the service)."""
+    wire `encoding`, the `track` tokens of the previous frame's faces (checked by the service), and
+    what to `scan`: "full", the whole image, or "tracked", only around the faces the tokens vouch for
+    (a video between keyframes; with no valid token, the whole image)."""
 
     tolerance: float | None = None
     annotate: bool = True
     encoding: str = "raw"
     track: tuple[str, ...] = ()
+    scan: str = "full"
 
 
 @dataclass(frozen=True)
@@ -298,6 +302,8 @@ def _check_options(op: str, options: dict[str, Any]) -> Options:
     tolerance = options.get("tolerance")
     if tolerance is not None and not (_is_number(tolerance) and 0 <= tolerance <= 2):
         raise BadOption("tolerance must be a number from 0 to 2")
+    if options.get("scan", "full") not in SCANS:
+        raise BadOption(f"scan must be one of {', '.join(SCANS)}")
     if not isinstance(options.get("annotate", True), bool):
         raise BadOption("annotate must be true or false")
     if "track" in options and not _valid_track(options["track"]):

@@ -1,0 +1,51 @@
+"""The two encoders through the real server: dlib's network in dlib and on ONNX Runtime give the
+same names, and the same distances to 3 decimals, on every face of the shared and sample photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from facewire.process import ServerProcess
+
+from .conftest import REPO_KNOWN, REPO_PROBES, SHARED_FACES, run_client
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory) -> Path:
+    """The repo's known_faces/ plus, when present, the shared people (linked, never copied)."""
+    target = tmp_path_factory.mktemp("encoders") / "known"
+    shutil.copytree(REPO_KNOWN, target, ignore=shutil.ignore_patterns(".*", "*.md"))
+    shared = SHARED_FACES / "known"
+    for person in sorted(shared.iterdir()) if shared.is_dir() else []:
+        if person.is_dir() and not person.name.startswith("."):
+            (target / person.name).symlink_to(person)
+    return target
+
+
+def faces_by(encoder: str, gallery: Path, tmp_path: Path) -> dict[str, list[tuple[str, float | None, list[int]]]]:
+    """Every photo's faces (name, distance, box) as the server with `encoder` names them."""
+    photos = [*sorted(REPO_PROBES.glob("*.jpg")), *sorted((SHARED_FACES / "test").glob("*.jpg"))]
+    with ServerProcess(gallery, tmp_path / f"{encoder}.log", "--workers", "1", "--encoder", encoder,
+                       "--cache", str(tmp_path / f"{encoder}.npz")) as server:
+        done = run_client("--server", server.address, "--json", "--no-show", *map(str, photos))
+        log = server.log()
+    assert done.returncode == 0, done.stderr
+    assert ("ONNX Runtime" in log) == (encoder == "onnx"), log  # the server says which encoder runs
+    return {Path(line["image"]).name: [(f["name"], f["distance"], f["box"]) for f in line["faces"]]
+            for line in map(json.loads, done.stdout.splitlines())}
+
+
+def test_onnx_and_dlib_give_the_same_names_and_distances(gallery, tmp_path):
+    onnx, dlib = faces_by("onnx", gallery, tmp_path), faces_by("dlib", gallery, tmp_path)
+    assert onnx.keys() == dlib.keys()
+    faces = 0
+    for photo in dlib:
+        assert [(name, box) for name, _, box in onnx[photo]] == [(name, box) for name, _, box in dlib[photo]], photo
+        for (_, near, _), (_, far, _) in zip(onnx[photo], dlib[photo]):
+            assert near is not None and round(near, 3) == round(far, 3), (photo, near, far)
+            faces += 1
+    assert faces >= (15 if SHARED_FACES.is_dir() else 3)
