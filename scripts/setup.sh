@@ -56,7 +56,11 @@ if [ ! -f "$stamp" ]; then
         .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
             -r <(without_replaced_dlib < "$f")
     done
-    .venv/bin/python -W ignore::UserWarning -c "import dlib, face_recognition, cv2, zmq" \
+    .venv/bin/python -W ignore::UserWarning -c "import dlib, face_recognition, cv2, zmq, onnxruntime" \
         || { echo "setup: the installed packages do not import; see above" >&2; exit 1; }
     touch "$stamp"
 fi
+
+# dlib's face network as ONNX (the default encoder): converted once, then kept in ~/.cache/facewire.
+.venv/bin/python -W ignore::UserWarning -c "from facewire.faces.onnx_model import cached_model; cached_model()" \
+    || { echo "setup: could not convert dlib's face network to ONNX; see above" >&2; exit 1; }
