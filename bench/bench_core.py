@@ -2,8 +2,9 @@
 """Core benchmark: facewire against the original demo's method, in one run, on the shared photos.
 
 Prints two Markdown tables:
-1. per image: facewire's server time (detect, encode, match, total) and the client's
-   round trip over ZeroMQ, beside the baseline's time for the same image and the speed-up;
+1. per image (the shared test photos and the repo's samples): for each encoder (onnx, dlib),
+   facewire's server time (detect, encode, total; one worker), beside the baseline's time for
+   the same image and the speed-up; totals and the geometric mean of the speed-ups;
 2. gallery load: facewire cold (empty cache) and warm (cache) against the baseline.
 
 The baseline does what the original demo did (bench/recipes.py): re-encode the gallery at
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,38 +40,45 @@ def median_ms(samples: list[float]) -> str:
     return f"{statistics.median(samples):.0f}"
 
 
-def bench_images(client: Client, baseline: DemoRecipe, paths: list[Path], repeat: int) -> list[str]:
-    rows = [
-        "| image | size | faces | detect ms | encode ms | match ms | server ms | round trip ms "
-        "| baseline ms | speed-up (server) | names | same names as baseline |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    total_server = total_baseline = 0.0
+def bench_images(clients: dict[str, Client], baseline: DemoRecipe, paths: list[Path], repeat: int) -> list[str]:
+    """One row per image: each encoder's server time and speed-up over the baseline, and whether the
+    names agree; then the totals and the geometric mean of the per-image speed-ups."""
+    head = " | ".join(f"{name}: detect / encode / server ms | {name}: speed-up" for name in clients)
+    rows = [f"| image | size | faces | {head} | baseline ms | names | same names as baseline |",
+            "|---|---|---|" + "---|---|" * len(clients) + "---|---|---|"]
+    totals = dict.fromkeys(clients, 0.0)
+    speedups: dict[str, list[float]] = {name: [] for name in clients}
+    total_baseline = 0.0
     for path in paths:
         image = images.read_image(path)
-        laps: dict[str, list[float]] = {"detect": [], "encode": [], "match": [], "total": []}
-        trips, base = [], []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            result = client.recognize(image)
-            trips.append((time.perf_counter() - started) * 1000)
-            for key in laps:
-                laps[key].append(result.timings_ms[key])
+        base, base_names = [], []
+        laps = {name: {"detect": [], "encode": [], "total": []} for name in clients}
+        results = {}
+        for _ in range(repeat):  # the configurations take turns, so that a slow moment hits them alike
+            for name, client in clients.items():
+                results[name] = client.recognize(image)
+                for key in laps[name]:
+                    laps[name][key].append(results[name].timings_ms[key])
             started = time.perf_counter()
             base_names = baseline.names_in(image)
             base.append((time.perf_counter() - started) * 1000)
-        total_server += statistics.median(laps["total"])
         total_baseline += statistics.median(base)
-        speedup = statistics.median(base) / statistics.median(laps["total"])
-        same = sorted(result.names) == sorted(base_names)
-        rows.append(
-            f"| {path.name} | {image.shape[1]}x{image.shape[0]} | {len(result.names)} | "
-            f"{median_ms(laps['detect'])} | {median_ms(laps['encode'])} | {statistics.median(laps['match']):.2f} | "
-            f"{median_ms(laps['total'])} | {median_ms(trips)} | {median_ms(base)} | {speedup:.1f}x | "
-            f"{', '.join(sorted(result.names)) or '-'} | {'yes' if same else 'no: ' + ', '.join(sorted(base_names))} |"
-        )
-    rows.append(f"| **all {len(paths)} images** | | | | | | **{total_server:.0f}** | | **{total_baseline:.0f}** "
-                f"| **{total_baseline / total_server:.1f}x** | | |")
+        cells = []
+        for name in clients:
+            server = statistics.median(laps[name]["total"])
+            totals[name] += server
+            speedups[name].append(statistics.median(base) / server)
+            cells.append(f"{median_ms(laps[name]['detect'])} / {median_ms(laps[name]['encode'])} / {server:.0f} | "
+                         f"{speedups[name][-1]:.1f}x")
+        names = sorted(next(iter(results.values())).names)
+        agree = all(sorted(result.names) == names for result in results.values())
+        same = agree and names == sorted(base_names)
+        rows.append(f"| {path.name} | {image.shape[1]}x{image.shape[0]} | {len(names)} | {' | '.join(cells)} | "
+                    f"{median_ms(base)} | {', '.join(names) or '-'} | "
+                    f"{'yes' if same else 'no: ' + ', '.join(sorted(base_names))} |")
+    cells = [f"**{totals[name]:.0f}** | **{total_baseline / totals[name]:.1f}x** total, "
+             f"**{statistics.geometric_mean(speedups[name]):.1f}x** geometric mean" for name in clients]
+    rows.append(f"| **all {len(paths)} images** | | | {' | '.join(cells)} | **{total_baseline:.0f}** | | |")
     return rows
 
 
@@ -91,16 +101,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=Path, default=FACES, help="folder with known/ and test/ (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per image; medians are shown (default: %(default)s)")
+    parser.add_argument("--encoders", nargs="+", default=["onnx", "dlib"], help="(default: %(default)s)")
     args = parser.parse_args()
-    known, probes = args.faces / "known", sorted((args.faces / "test").glob("*.jpg"))
+    known = args.faces / "known"
+    probes = sorted((args.faces / "test").glob("*.jpg")) + sorted((ROOT / "test_images").glob("*.jpg"))
     baseline = DemoRecipe(known)
-    with tempfile.TemporaryDirectory() as tmp:
-        with ServerProcess(known, Path(tmp) / "server.log", "--cache", str(Path(tmp) / "cache.npz")) as server:
-            with Client(server.address, timeout=120) as client:
-                client.recognize(images.read_image(probes[0]))  # warm-up
-                print("\n".join(bench_images(client, baseline, probes, args.repeat)))
+    print(f"CPU: {cpu_model()}\n")
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        clients = {}
+        for encoder in args.encoders:
+            server = stack.enter_context(ServerProcess(known, Path(tmp) / f"{encoder}.log", "--workers", "1",
+                                                       "--encoder", encoder, "--cache", str(Path(tmp) / f"{encoder}.npz")))
+            clients[encoder] = stack.enter_context(Client(server.address, timeout=120))
+            clients[encoder].recognize(images.read_image(probes[0]))  # warm-up
+        print("\n".join(bench_images(clients, baseline, probes, args.repeat)))
     print()
     print("\n".join(bench_gallery(known, baseline.load_seconds)))
+
+
+def cpu_model() -> str:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
 if __name__ == "__main__":
