@@ -47,6 +47,23 @@ def test_the_default_keeps_four_in_flight():
     assert peer.max_outstanding == 4
 
 
+def test_with_a_window_a_request_waits_for_the_outcome_that_many_before_it():
+    given: list = []
+    taken_after: list[int] = []
+
+    def requests():
+        for value in range(9):
+            taken_after.append(len(given))
+            yield client.recognize_request(marked(value))
+
+    with Peer(hold=0.2) as peer, Client(peer.address, timeout=5) as client, deadline():
+        for outcome in client.in_order(requests(), in_flight=4, window=2):
+            given.append(outcome)
+    assert names(given) == [f"frame{v}" for v in range(9)]
+    assert all(after >= index - 1 for index, after in enumerate(taken_after)), taken_after
+    assert peer.max_outstanding == 2  # answered last-first: the window, not in_flight, held them back
+
+
 def test_each_request_carries_its_options_and_a_distinct_id():
     with Peer() as peer, Client(peer.address, timeout=5, wire="png") as client, deadline():
         list(client.recognize_many([marked(1), marked(2)], annotate=False, tolerance=0.45))

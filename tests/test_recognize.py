@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -10,11 +12,14 @@ from facewire.faces import images
 from facewire.faces.matching import UNKNOWN, MatchSettings, confidence, match_faces
 from facewire.faces.recognize import (
     HOG_MIN_FACE,
+    PYRAMID_STEP,
+    TRACKED_FACE,
     DetectorSettings,
     detect_faces,
     detect_faces_near,
     detection_scale,
     find_faces,
+    region_scale,
 )
 
 from .conftest import REPO_PROBES
@@ -130,3 +135,12 @@ def test_a_scan_near_known_boxes_finds_those_faces_where_a_full_scan_does_and_no
     top, right, bottom, left = full[0]
     assert same(detect_faces_near(group, [(top + 4, right + 4, bottom + 4, left + 4)], SETTINGS), [full[0]])  # moved
     assert detect_faces_near(group, [], SETTINGS) == []
+
+
+@pytest.mark.parametrize("face, scale", [(27, 2.67), (47, 2.67), (150, 1.0), (300, 0.5), (10, 1.0), (0, 1.5)])
+def test_a_region_is_scanned_at_the_coarsest_level_of_the_pyramid_where_its_face_stays_large_enough(face, scale):
+    chosen = region_scale(face, scale)
+    steps = round(math.log(chosen / scale) / math.log(PYRAMID_STEP))
+    assert steps >= 0 and chosen == pytest.approx(scale * PYRAMID_STEP ** steps)  # a level of the whole scan's pyramid
+    assert face * chosen >= TRACKED_FACE or steps == 0
+    assert face * chosen * PYRAMID_STEP < TRACKED_FACE  # the next level would be too coarse

@@ -19,7 +19,7 @@ import pytest
 from facewire import __version__
 from facewire.faces import draw, images
 from facewire.faces.matching import UNKNOWN, MatchSettings
-from facewire.faces.recognize import DetectorSettings, detect_faces, encode_faces
+from facewire.faces.recognize import DetectorSettings, detect_faces, encode_faces, iou
 from facewire.serve.service import Service, tracked_matches, verified
 from facewire.serve.track import Tracker, Vouch
 from facewire.store.gallery import Gallery
@@ -357,9 +357,12 @@ def test_a_tracked_scan_looks_only_around_the_faces_the_tokens_vouch_for(group):
     hopper, collins = sorted(detect_faces(group, SETTINGS), key=lambda box: box[3])
     token = service.tracker.issue(Vouch("grace_hopper", 0.3, hopper, 0.6, now[0] - 1))
     body, _ = ask(service, "recognize", group, annotate=False, track=[token], scan="tracked")
-    assert [(f["box"], f["name"], f["tracked"]) for f in body["faces"]] == [(list(hopper), "grace_hopper", True)]
+    [face] = body["faces"]  # the region is scanned at a coarser level of the pyramid: a box may move a pixel
+    assert face["name"] == "grace_hopper" and face["tracked"] is True and iou(tuple(face["box"]), hopper) >= 0.85
     body, _ = ask(service, "recognize", group, annotate=False, track=[token])  # the default: the whole picture
     assert sorted(tuple(f["box"]) for f in body["faces"]) == sorted([hopper, collins])
     forged = Tracker().issue(Vouch("grace_hopper", 0.3, hopper, 0.6, now[0] - 1))
     body, _ = ask(service, "recognize", group, annotate=False, track=[forged], scan="tracked")
     assert len(body["faces"]) == 2 and not any(f["tracked"] for f in body["faces"])  # no valid token: everywhere
+    body, _ = ask(service, "recognize", group, annotate=False, track=[], scan="tracked")
+    assert body["faces"] == []  # no token at all: the last frame had no face, look nowhere

@@ -13,7 +13,7 @@ import zmq
 
 from facewire.client import video
 from facewire.client.client import Client, ServerError, ServerUnavailable
-from facewire.client.video import KEYFRAME, FrameSource, Meter, overlay_fps, stream
+from facewire.client.video import KEYFRAME, SEARCH_KEYFRAME, FrameSource, Meter, overlay_fps, stream
 from facewire.process import ServerProcess
 from facewire.serve.service import tracked_matches, verified
 from facewire.serve.track import Tracker, Vouch
@@ -123,7 +123,35 @@ def test_each_frame_carries_the_track_tokens_of_the_last_frame_shown_except_keyf
         assert hints[frame] == expected, frame
     assert any(hints[frame] for frame in range(1, KEYFRAME))  # tokens were sent back
     scans = {r.marker: r.header["scan"] for r in peer.received}
-    assert all(scans[frame] == ("tracked" if hints[frame] else "full") for frame in hints)  # full at keyframes
+    for frame, shown in enumerate(source.sent_after):  # full at keyframes and before any answer
+        assert scans[frame] == ("full" if frame % KEYFRAME == 0 or shown == 0 else "tracked"), frame
+        assert shown >= frame - 3  # sent at most in_flight (4) frames after the last result shown
+
+
+def scan_answers(faces_on: set[str]):
+    """A peer's answer: one face with a token on the scans named in `faces_on`, none on the others."""
+    def answer(request):
+        return recognized(request) if request.header.get("scan") in faces_on else protocol.pack_reply(
+            {"op": "recognize", "id": request.id, "faces": [], "timings_ms": {"total": 1.0}})
+    return answer
+
+
+def test_a_tracked_scan_that_loses_every_face_leaves_the_last_tokens_in_use():
+    with Peer(answer=scan_answers({"full"}), hold=0.05) as peer:
+        results, source = run_stream(peer, KEYFRAME + 3, in_flight=1)
+    hints = {r.marker: (r.header["scan"], r.header["track"]) for r in peer.received}
+    assert hints[0] == ("full", [])
+    assert all(hints[frame] == ("tracked", ["token0"]) for frame in range(1, KEYFRAME)), hints
+    assert hints[KEYFRAME] == ("full", []) and hints[KEYFRAME + 1] == ("tracked", [f"token{KEYFRAME}"])
+
+
+def test_with_no_face_found_frames_look_nowhere_and_a_whole_scan_comes_more_often():
+    with Peer(answer=scan_answers(set()), hold=0.05) as peer:
+        run_stream(peer, 2 * KEYFRAME, in_flight=1)
+    hints = {r.marker: (r.header["scan"], r.header["track"]) for r in peer.received}
+    assert len(hints) == 2 * KEYFRAME
+    for frame, hint in hints.items():
+        assert hint == ("full", []) if frame % SEARCH_KEYFRAME == 0 else ("tracked", []), frame
 
 
 def many_faces(request) -> list[bytes]:

@@ -114,10 +114,11 @@ class Client:
         """A recognize request for `in_order`: its frames once it is given an id."""
         return lambda request_id: protocol.pack_request("recognize", image, self.wire, id=request_id, **options)
 
-    def in_order(self, requests: Iterable[FramesFor | Exception], in_flight: int) -> Iterator[Result | Exception]:
+    def in_order(self, requests: Iterable[FramesFor | Exception], in_flight: int,
+                 window: int | None = None) -> Iterator[Result | Exception]:
         """Outcomes of `requests`, pipelined, one per request in input order (see pipeline.ordered)."""
         pipeline = Pipeline(self.context, self.server, self.timeout_ms / 1000, self.retries, self.keys.secure)
-        yield from ordered(pipeline, requests, in_flight, reply_outcome)
+        yield from ordered(pipeline, requests, in_flight, reply_outcome, window)
 
     def close(self) -> None:
         """Close every socket of this client (a pipeline left unfinished too), then its context."""

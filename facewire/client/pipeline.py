@@ -111,25 +111,29 @@ FramesFor = Callable[[int], list[Any]]
 
 
 def ordered(pipeline: Pipeline, requests: Iterable[FramesFor | Exception], in_flight: int,
-            outcome: Callable[[list[memoryview]], Outcome]) -> Iterator[Outcome | Exception]:
+            outcome: Callable[[list[memoryview]], Outcome], window: int | None = None) -> Iterator[Outcome | Exception]:
     """Exactly one outcome per request, in input order, with up to `in_flight` requests outstanding.
 
     Requests are taken from `requests` only as they can be sent, so a generator of them can
-    depend on the outcomes already given (video's track tokens do). An item that is an
+    depend on the outcomes already given (video's track tokens do); with `window`, request i
+    is taken only once outcome i - window has been given, so that it depends on an outcome at
+    most `window` behind even when later requests are answered first. An item that is an
     Exception (say, a file that could not be read) is passed through in its place; a reply
     becomes `outcome(frames)`. Once a request goes unanswered after every retry, the server
     is taken as gone: every request pending or not yet sent yields a ServerUnavailable, and
     nothing more is sent. The pipeline is closed at the end, or when the caller stops early.
     """
     try:
-        items, done, outcomes, next_out = enumerate(requests), False, {}, 0
+        items, done, outcomes, next_out, taken = enumerate(requests), False, {}, 0, 0
         unsent: ServerUnavailable | None = None
         while True:
             while next_out in outcomes:  # first, so that the requests taken next can depend on these outcomes
                 yield outcomes.pop(next_out)
                 next_out += 1
-            while not done and len(pipeline) < in_flight and next_out not in outcomes:
+            while (not done and len(pipeline) < in_flight and next_out not in outcomes
+                   and (window is None or taken < next_out + window)):
                 index, item = next(items, (None, None))
+                taken += 1
                 if index is None:
                     done = True
                 elif isinstance(item, Exception):

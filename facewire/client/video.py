@@ -4,8 +4,9 @@ Several frames are in flight at once (so every worker is busy); when the server 
 behind a file's own frame rate, stale frames are skipped rather than queued; and each
 request carries the track tokens of the last answered frame's faces, so the server looks
 for faces only around them and reuses the identity of a face it can track instead of
-encoding it again. Every KEYFRAME-th frame carries none: the whole frame is scanned and
-every face encoded afresh, so a face that came in meanwhile is found then. The tokens are
+encoding it again (after a frame with no face, it looks nowhere). Every KEYFRAME-th frame
+carries none: the whole frame is scanned and every face encoded afresh, so a face that came
+in meanwhile is found then (within half a second at 30 fps). The tokens are
 signed by the server: a client cannot make up a name or a place to look.
 """
 
@@ -24,6 +25,9 @@ from facewire.client.pipeline import FramesFor
 from facewire.wire import protocol
 
 KEYFRAME = 15
+"""Every KEYFRAME-th frame is scanned whole (half a second at 30 fps)..."""
+SEARCH_KEYFRAME = 5
+"""...and every SEARCH_KEYFRAME-th while no face is tracked, so that one coming in is found sooner."""
 
 
 class FrameSource:
@@ -68,21 +72,33 @@ class Meter:
 def stream(client: Client, source: FrameSource, in_flight: int = 4, annotate: bool = True) -> Iterator[Result]:
     """Results for the source's frames, in order, as fast as the server answers them; raises the first error.
 
-    Each frame carries the track tokens of the last result given out (every KEYFRAME-th none)."""
-    track: list[str] = []
+    Every KEYFRAME-th frame, and those sent before any result came back, ask for a whole scan.
+    The others ask for a tracked scan with the track tokens of the faces last seen: those of
+    the last result given out, or when a tracked scan lost every face, those before it (a
+    face missed in one frame is looked for again; with no token at all, the last whole scan
+    found no face, and the server looks nowhere). A frame is sent at most `in_flight` frames
+    after the last result given out, so its tokens are never older than that."""
+    track: list[str] | None = None
+    whole: set[int] = set()
 
     def requests() -> Iterator[FramesFor]:
         for index in itertools.count():
             frame = source.next()
             if frame is None:
                 return
-            hint = [] if index % KEYFRAME == 0 else track
-            yield client.recognize_request(frame, annotate=annotate, track=hint, scan="tracked" if hint else "full")
+            if track is None or index % (KEYFRAME if track else SEARCH_KEYFRAME) == 0:
+                whole.add(index)
+                yield client.recognize_request(frame, annotate=annotate, track=[], scan="full")
+            else:
+                yield client.recognize_request(frame, annotate=annotate, track=track, scan="tracked")
 
-    for outcome in client.in_order(requests(), in_flight):
+    for index, outcome in enumerate(client.in_order(requests(), in_flight, window=in_flight)):
         if isinstance(outcome, Exception):
             raise outcome
-        track = [face.track for face in outcome.faces if face.track][:protocol.MAX_TRACKED]
+        seen = [face.track for face in outcome.faces if face.track][:protocol.MAX_TRACKED]
+        if seen or index in whole or track is None:
+            track = seen
+        whole.discard(index)
         yield outcome
 
 

@@ -11,6 +11,7 @@ faster than dlib-bin), or in dlib itself (`encoder="dlib"`).
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -49,8 +50,13 @@ ENCODE_FACE px wide, where the 5-point landmarks fit better. On the small-face s
 names 372 faces right against 362 without enlarging (40 px: 364, 60: 368, 120: 370,
 160: 372); faces of 32 px and more gain nothing (bench/bench_accuracy.py --enlargements)."""
 
-REGION_MARGIN = 1.0
+REGION_MARGIN = 1.5
 """detect_faces_near looks for a tracked face within this many face-widths of its last box."""
+PYRAMID_STEP = 5 / 6
+"""dlib's HOG detector scans its picture at scales 1, 5/6, (5/6)^2, ... (pyramid_down<6>)."""
+TRACKED_FACE = 1.5 * HOG_MIN_FACE
+"""detect_faces_near scans a region at the coarsest of those scales where its face is still this
+wide (px): the face may shrink by a third and still be found, and the region costs little."""
 SAME_FACE_IOU = 0.5
 """Two boxes that overlap this much (intersection over union) are one face."""
 
@@ -170,22 +176,31 @@ def detect_faces(image: np.ndarray, settings: DetectorSettings) -> list[Box]:
 def detect_faces_near(image: np.ndarray, near: Sequence[Box], settings: DetectorSettings) -> list[Box]:
     """Locate faces only around the boxes `near`, each grown by REGION_MARGIN face-widths on every side.
 
-    Each region is scanned at the scale the whole image would be, so a face that stayed near
-    its box gets the box a full scan gives it; a face elsewhere is not found. A face found
-    from two overlapping regions is kept once.
+    A region is scanned at one of the scales of the whole image's detection pyramid
+    (`region_scale`), so a face that stayed near its box is found at the scale and with
+    the box a full scan gives it; a face elsewhere is not found. A face found from two
+    overlapping regions is kept once.
     """
     height, width = image.shape[:2]
     scale = detection_scale(height, width, settings)
     found: list[Box] = []
     for top, right, bottom, left in near:
-        margin = round(max(right - left, bottom - top) * REGION_MARGIN)
+        size = max(right - left, bottom - top)
+        margin = round(size * REGION_MARGIN)
         y0, x0 = max(0, top - margin), max(0, left - margin)
         region = image[y0:min(height, bottom + margin + 1), x0:min(width, right + margin + 1)]
-        for t, r, b, l in _scan(region, scale, settings):
+        for t, r, b, l in _scan(region, region_scale(size, scale), settings):
             box = (t + y0, r + x0, b + y0, l + x0)
             if all(iou(box, other) < SAME_FACE_IOU for other in found):
                 found.append(box)
     return found
+
+
+def region_scale(face: int, scale: float) -> float:
+    """The coarsest scale scale*PYRAMID_STEP^k (k >= 0) at which a face `face` px wide is still
+    TRACKED_FACE px wide: the pyramid level where a whole-image scan would meet it, give or take."""
+    steps = max(0, math.floor(math.log(TRACKED_FACE / (face * scale)) / math.log(PYRAMID_STEP))) if face else 0
+    return scale * PYRAMID_STEP ** steps
 
 
 def _scan(image: np.ndarray, scale: float, settings: DetectorSettings) -> list[Box]:

@@ -82,7 +82,7 @@ class Service:
         options, clock = request.options, _Clock()
         tolerance = self.matching.tolerance if options.tolerance is None else options.tolerance
         vouched = verified(options.track, tolerance, self.tracker)
-        if options.scan == "tracked" and vouched:  # between a video's keyframes: only where faces were
+        if options.scan == "tracked" and (vouched or not options.track):  # between a video's keyframes
             boxes = detect_faces_near(request.image, [vouch.box for vouch in vouched], self.store.settings)
         else:
             boxes = detect_faces(request.image, self.store.settings)
