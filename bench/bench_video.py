@@ -6,7 +6,8 @@
 The gallery is the clip's two portraits (../shared/data/faces/video/*.png). For each encoder
 (dlib, onnx) a server runs with --workers N; the client streams the clip (a) with every frame
 scanned whole and encoded (every frame a keyframe: no track tokens) and (b) as the client does
-by default: track tokens, tracked scans between keyframes, a whole scan every KEYFRAME-th frame.
+by default: track tokens, tracked scans between keyframes, a whole scan every KEYFRAME-th frame
+(every SEARCH_KEYFRAME-th while no face is tracked).
 "every frame" sends all 275 frames as fast as the server answers; "live" plays the clip at its
 own 29.97 fps and skips frames that are already late. Faces found are summed over the frames
 answered; the clip's real time is the bar (29.97 fps).
@@ -15,6 +16,7 @@ answered; the clip's real time is the bar (29.97 fps).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -34,13 +36,14 @@ VIDEO = ROOT.parent / "shared" / "data" / "faces" / "video"
 CLIP = VIDEO / "short_hamilton_clip.mp4"
 
 
-def run(address: str, realtime: bool, keyframe: int) -> tuple[int, int, float, int, set[str]]:
+def run(address: str, realtime: bool, whole: bool) -> tuple[int, int, float, int, set[str]]:
     """(frames answered, frames skipped, fps, faces found, names) for one pass over the clip."""
     capture = cv2.VideoCapture(str(CLIP))
     source = video.FrameSource(capture, realtime=realtime)
     frames = faces = 0
     names: set[str] = set()
-    with Client(address, timeout=30) as client, mock.patch.object(video, "KEYFRAME", keyframe):
+    every_frame = mock.patch.multiple(video, KEYFRAME=1, SEARCH_KEYFRAME=1) if whole else contextlib.nullcontext()
+    with Client(address, timeout=30) as client, every_frame:
         started = time.monotonic()
         for result in video.stream(client, source, in_flight=4, annotate=True):
             frames += 1
@@ -74,10 +77,11 @@ def main() -> None:
         for encoder in args.encoders:
             with ServerProcess(known, Path(tmp) / f"{encoder}.log", "--workers", str(args.workers),
                                "--encoder", encoder, "--cache", str(Path(tmp) / f"{encoder}.npz")) as server:
-                for label, keyframe in (("whole frame, every frame", 1),
-                                        (f"tracked, whole every {video.KEYFRAME}", video.KEYFRAME)):
-                    frames, _, fps, faces, names = run(server.address, False, keyframe)
-                    live, skipped, live_fps, _, _ = run(server.address, True, keyframe)
+                for label, whole in (("whole frame, every frame", True),
+                                     (f"tracked, whole every {video.KEYFRAME} ({video.SEARCH_KEYFRAME} with no face)",
+                                      False)):
+                    frames, _, fps, faces, names = run(server.address, False, whole)
+                    live, skipped, live_fps, _, _ = run(server.address, True, whole)
                     print(f"| {encoder} | {label} | {fps:.1f} | {faces} in {frames} frames | "
                           f"{live} of {live + skipped} | {live_fps:.1f} | {', '.join(sorted(names))} |", flush=True)
 
