@@ -30,18 +30,19 @@ import zmq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from facewire.process import children, free_port  # noqa: E402
+from facewire.process import children, free_port, is_spare  # noqa: E402
 from facewire.wire import protocol  # noqa: E402
 
 
 def workers(broker: int) -> list[int]:
-    """The processes below the broker that have no children: its workers, forked or spawned."""
+    """The processes below the broker that have no children: its workers, forked or spawned
+    (not a template's spare, which serves only once a worker is gone)."""
     leaves, todo = [], children(broker)
     while todo:
         pid = todo.pop()
         below = children(pid)
         todo += below
-        if not below:
+        if not below and not is_spare(pid):
             leaves.append(pid)
     return leaves
 

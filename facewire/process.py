@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from facewire.serve.forkserver import SPARE_NAME
 from facewire.wire.ping import answers_ping
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,14 @@ def children(pid: int) -> list[int]:
         if parent == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+def is_spare(pid: int) -> bool:
+    """Whether `pid` is a worker template's spare (by its name in /proc)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_bytes().strip() == SPARE_NAME
+    except OSError:
+        return False
 
 
 class ServerProcess:
@@ -93,8 +102,12 @@ class ServerProcess:
         return found
 
     def workers(self) -> list[int]:
-        """The local workers: forked by the template, which the server started."""
-        return [pid for template in children(self.process.pid) for pid in children(template)]
+        """The local workers: forked by the template, which the server started (not its spare)."""
+        return [pid for template in children(self.process.pid) for pid in children(template) if not is_spare(pid)]
+
+    def spares(self) -> list[int]:
+        """The template's spare: a worker made ready ahead of need (see serve/forkserver.py)."""
+        return [pid for template in children(self.process.pid) for pid in children(template) if is_spare(pid)]
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         """Signal the server and wait for it; kill it if it does not exit in 10 s."""

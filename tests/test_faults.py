@@ -17,6 +17,7 @@ from facewire.process import ServerProcess, free_port
 from facewire.wire.ping import answers_ping
 
 from .conftest import REPO_PROBES
+from .peers import wait_until
 
 PROBES = ["grace_hopper.jpg", "group_small_faces.jpg", "no_face.jpg"]
 EXPECTED = {"grace_hopper.jpg": ["grace_hopper"], "group_small_faces.jpg": ["Unknown", "grace_hopper"],
@@ -96,8 +97,9 @@ def test_clients_carry_on_across_a_server_restart(repo_gallery, tmp_path):
 
 def test_workers_stop_when_their_broker_is_killed(repo_gallery, tmp_path):
     server = ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "2")
+    assert wait_until(lambda: len(server.spares()) == 1, 60), "the template has no spare"
     workers = server.processes()[1:]
-    assert len(workers) == 3  # the template and its two workers
+    assert len(workers) == 4  # the template, its two workers and its spare
     server.process.kill()
     server.process.wait()
     deadline = time.monotonic() + 10

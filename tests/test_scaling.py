@@ -28,6 +28,7 @@ from facewire.wire import protocol
 from facewire.wire.ping import answers_ping
 
 from .conftest import REPO_PROBES, run_client
+from .peers import wait_until
 from .test_end_to_end import raw_request
 
 
@@ -194,8 +195,9 @@ def test_request_ids_are_echoed_even_on_errors(two_workers):
 
 def test_workers_are_forked_from_one_template_and_are_not_brokers(two_workers):
     [template] = children(two_workers.process.pid)
+    assert wait_until(lambda: len(two_workers.spares()) == 1, 60), "the template has no spare"
     workers = children(template)
-    assert sorted(workers) == sorted(two_workers.workers()) and len(workers) == 2
+    assert sorted(workers) == sorted(two_workers.workers() + two_workers.spares()) and len(workers) == 3
     assert all(children(pid) == [] for pid in workers)
     # The template computes nothing: a process with (dlib's, OpenCV's) threads must not fork.
     assert len(list(Path(f"/proc/{template}/task").iterdir())) == 1
@@ -212,3 +214,17 @@ def test_a_worker_template_that_cannot_start_is_retried_with_a_growing_delay(tmp
         assert 1 < pool.spare.delay <= 8  # 1 s, then 2 s, 4 s...: not a tight loop
     finally:
         pool.stop()
+
+
+def test_a_dead_worker_is_replaced_by_the_spare_and_a_new_spare_is_made(repo_gallery, tmp_path):
+    with ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "2") as server:
+        assert wait_until(lambda: len(server.spares()) == 1, 60), "the template has no spare"
+        [spare] = server.spares()
+        victim, survivor = server.workers()
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: sorted(server.workers()) == sorted([survivor, spare]), 30), server.workers()
+        assert wait_until(lambda: len(server.spares()) == 1 and server.spares() != [spare], 60), server.spares()
+        with Client(server.address, timeout=30) as client:
+            names = client.recognize(images.read_image(REPO_PROBES / "grace_hopper.jpg"), annotate=False).names
+        assert names == ["grace_hopper"]
+        assert f"[{spare}]: worker {spare} serving" in server.wait_for_log(f"worker {spare} serving")

@@ -15,6 +15,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -128,9 +129,16 @@ def dlib_description() -> str:
 
 
 @cache
+def onnx_model() -> Path:
+    """The converted network, checked against dlib's .dat once per process (hashing it takes
+    0.1 s): a worker forked after `load_models(..., fork_safe=True)` inherits the answer."""
+    return cached_model()
+
+
+@cache
 def onnx_face_encoder(providers: tuple[str, ...] = ()) -> OnnxFaceEncoder:
     """dlib's network on ONNX Runtime: one session per process, made after any fork."""
-    return OnnxFaceEncoder(cached_model(), providers or None)
+    return OnnxFaceEncoder(onnx_model(), providers or None)
 
 
 def encoder_description(settings: DetectorSettings) -> str:
@@ -153,7 +161,7 @@ def load_models(settings: DetectorSettings, fork_safe: bool = False) -> None:
     if settings.encoder == "dlib":
         face_encoder()
     elif fork_safe:
-        cached_model()
+        onnx_model()
     else:
         onnx_face_encoder(settings.providers)
 

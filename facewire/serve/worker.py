@@ -183,8 +183,5 @@ def run_template(config: Config) -> None:
     in_child(lambda: open_store(config))
     template = os.getpid()
 
-    def start_worker() -> None:
-        load_models(config.detector)  # what could not be shared: the ONNX Runtime session
-        run_worker(config, build_service(config, signer), parent=template)
-
-    serve_forks(start_worker)
+    serve_forks(prepare=lambda: load_models(config.detector),  # what cannot be shared: the ONNX Runtime session
+                serve=lambda: run_worker(config, build_service(config, signer), parent=template))
