@@ -38,6 +38,11 @@ if [ "${1:-}" = "--dev" ] && ! { command -v Xvfb && command -v xdotool; } >/dev/
     echo "setup: installing xvfb and xdotool for the window test" >&2
     apt_install xvfb xdotool || echo "setup: without them the window test is skipped" >&2
 fi
+# The web pages' tests drive a real headless browser: Debian's chromium and its chromedriver.
+if [ "${1:-}" = "--dev" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium and chromium-driver for the browser tests" >&2
+    apt_install chromium chromium-driver || echo "setup: without them the browser tests are skipped" >&2
+fi
 
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv || { rm -rf .venv; apt_install python3-venv && "$PYTHON" -m venv .venv; }
@@ -56,7 +61,7 @@ if [ ! -f "$stamp" ]; then
         .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
             -r <(without_replaced_dlib < "$f")
     done
-    .venv/bin/python -W ignore::UserWarning -c "import dlib, face_recognition, cv2, zmq, onnxruntime" \
+    .venv/bin/python -W ignore::UserWarning -c "import dlib, face_recognition, cv2, zmq, onnxruntime, fastapi, uvicorn, multipart" \
         || { echo "setup: the installed packages do not import; see above" >&2; exit 1; }
     touch "$stamp"
 fi
