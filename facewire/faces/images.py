@@ -37,7 +37,7 @@ def decode_image(data: bytes) -> np.ndarray:
 
 
 def compressed_size(data: bytes, fmt: str) -> tuple[int, int]:
-    """(width, height) from a JPEG or PNG header, without decoding any pixels."""
+    """(width, height) from a JPEG, PNG, WebP or BMP header, without decoding any pixels."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -50,7 +50,7 @@ def compressed_size(data: bytes, fmt: str) -> tuple[int, int]:
 
 
 def decode_compressed(data: bytes, fmt: str, max_pixels: int) -> np.ndarray:
-    """Decode JPEG/PNG bytes to BGR, refusing (before decoding) more than max_pixels."""
+    """Decode JPEG/PNG (or WebP/BMP) bytes to BGR, refusing (before decoding) more than max_pixels."""
     width, height = compressed_size(data, fmt)
     if width * height > max_pixels:
         raise ImageTooLarge(f"{fmt} image of {width}x{height} pixels exceeds the limit of {max_pixels}")
@@ -59,6 +59,25 @@ def decode_compressed(data: bytes, fmt: str, max_pixels: int) -> np.ndarray:
     if image is None or image.shape[:2] != (height, width):
         raise ImageError(f"{fmt} image is corrupt or truncated")
     return image
+
+
+UPLOAD_SIGNATURES = {"jpeg": (b"\xff\xd8\xff",), "png": (b"\x89PNG\r\n\x1a\n",), "bmp": (b"BM",)}
+"""How each uploadable format's bytes begin (WebP: "RIFF", a size, then "WEBP"; see `upload_format`)."""
+
+
+def upload_format(data: bytes) -> str:
+    """The format of an uploaded file, from its first bytes (never from its name or declared type)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    for fmt, signatures in UPLOAD_SIGNATURES.items():
+        if data.startswith(signatures):
+            return fmt
+    raise ImageError("not a JPEG, PNG, WebP or BMP image")
+
+
+def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
+    """A JPEG, PNG, WebP or BMP file to BGR, refusing (before decoding) more than max_pixels."""
+    return decode_compressed(data, upload_format(data), max_pixels)
 
 
 def encode_compressed(image: np.ndarray, fmt: str) -> bytes:
