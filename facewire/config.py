@@ -18,6 +18,7 @@ from facewire.faces.recognize import DetectorSettings
 from facewire.wire.protocol import Limits
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
+DEFAULT_HTTP_BIND = "127.0.0.1:8000"
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,34 @@ class Security:
 
 
 @dataclass(frozen=True)
+class Gateway:
+    """The HTTP gateway (facewire/http): a client of the ZeroMQ server at `server` that answers HTTP on `bind`.
+
+    `security` holds its CURVE key pair and the server's public key (`key`, `server_key`); `token_file`
+    holds the bearer token every API call must carry (required off loopback); `connections` is how many
+    requests it keeps in flight to the server at once, each waited for `timeout` seconds and resent
+    `retries` times; `limits` caps uploads as the server caps frames; `cors` lists the origins let in.
+    """
+
+    server: str = DEFAULT_BIND
+    bind: str = DEFAULT_HTTP_BIND
+    security: Security = Security()
+    token_file: Path | None = None
+    connections: int = 8
+    timeout: float = 20.0
+    retries: int = 2
+    limits: Limits = Limits()
+    cors: tuple[str, ...] = ()
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a server and its workers are told: gallery, detection, matching, limits, addresses, keys.
 
     `connect` and `status` are set for workers only: the broker's worker address, and where a
-    local worker reports busy/idle to its supervisor.
+    local worker reports busy/idle to its supervisor. `http` is the HTTP gateway the server starts
+    beside itself (its `server` is filled in once the server has bound), or None.
     """
 
     known_faces: Path = Path("known_faces")
@@ -50,15 +74,17 @@ class Config:
     security: Security = Security()
     hang_timeout: float = 60.0
     log_level: str = "INFO"
+    http: Gateway | None = None
 
     def for_local_workers(self, backend: str, status: str) -> Config:
         """What a local worker is given: this configuration, connected to `backend`, reporting to `status`.
 
-        Over tcp:// (workers on other hosts may share the address) it uses the server's own keys."""
+        Over tcp:// (workers on other hosts may share the address) it uses the server's own keys. Workers
+        know nothing of the HTTP gateway."""
         keys = self.security.keys
         security = Security(key=keys / "server.key_secret", server_key=keys / "server.key") \
             if keys is not None and backend.startswith("tcp://") else Security()
-        return replace(self, connect=backend, status=status, security=security)
+        return replace(self, connect=backend, status=status, security=security, http=None)
 
     def to_json(self) -> str:
         return json.dumps(_plain(self))
