@@ -1,5 +1,5 @@
-"""Run the server (`python -m facewire.serve`) as a child process on a free loopback port: for tests,
-benchmarks and demos."""
+"""Run the server (`python -m facewire.serve`) and the HTTP gateway (`python -m facewire.http`) as child
+processes on free loopback ports: for tests, benchmarks and demos."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from facewire.serve.forkserver import SPARE_NAME
@@ -120,6 +122,62 @@ class ServerProcess:
             return self.process.wait()
 
     def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    """The HTTP status of a GET of `url`, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (OSError, ValueError):
+        return None
+
+
+class GatewayProcess:
+    """The HTTP gateway as a subprocess on a free loopback port, its log captured to a file.
+
+    Ready when it answers HTTP (its OpenAPI description), whether or not its server answers."""
+
+    def __init__(self, server: str, log_path: Path, *extra: str, ready_within: float = 60, bind: str | None = None):
+        self.bind = bind or f"127.0.0.1:{free_port()}"
+        self.url = f"http://{self.bind}"
+        self.log_path = Path(log_path)
+        command = [sys.executable, "-m", "facewire.http", "--server", server, "--bind", self.bind, *extra]
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_ready(ready_within)
+
+    def _wait_ready(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
+            if http_status(f"{self.url}/openapi.json", timeout=1) is not None:
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gateway not ready in {seconds} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Signal the gateway and wait for it; kill it if it does not exit in 10 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def __enter__(self) -> GatewayProcess:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
