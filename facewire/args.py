@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 from pathlib import Path
 from typing import Callable, TypeVar
+from urllib.parse import urlsplit
 
 Number = TypeVar("Number", int, float)
 
@@ -64,3 +66,50 @@ def file_to_write(text: str) -> Path:
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"no folder {path.parent} to write {path.name} in")
     return path
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """HOST:PORT (an IPv6 host in brackets), for an HTTP address to bind."""
+    parts = urlsplit(f"//{text}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return parts.hostname, port
+
+
+def join_host_port(host: str, port: int) -> str:
+    """host_port's inverse: HOST:PORT, an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and the loopback addresses: only this machine can connect."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(path: Path) -> str:
+    """The bearer token in `path` (surrounding white space dropped); ValueError if there is none."""
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the token file {path}: {exc}") from None
+    if not token or any(c.isspace() or not c.isprintable() for c in token):
+        raise ValueError(f"the token file {path} must hold one token: printable, without spaces")
+    return token
+
+
+def token_file(text: str) -> Path:
+    """A file that holds a bearer token (see read_token)."""
+    try:
+        read_token(Path(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return Path(text)

@@ -9,14 +9,16 @@ then carry `Authorization: Bearer TOKEN`.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
+import os
+import signal
+import threading
+import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import uvicorn
 
-from facewire.args import bounded
+from facewire.args import bounded, host_port, is_loopback, join_host_port, read_token, token_file
 from facewire.config import DEFAULT_BIND, DEFAULT_HTTP_BIND, Gateway, Security
 from facewire.wire.keys import KeysError, load_client_keys
 from facewire.wire.protocol import DEFAULT_MAX_PIXELS, Limits
@@ -26,46 +28,13 @@ log = logging.getLogger("facewire.http")
 GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
-def host_port(text: str) -> tuple[str, int]:
-    """HOST:PORT (an IPv6 host in brackets) for --bind."""
-    parts = urlsplit(f"//{text}")
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if not parts.hostname or port is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return parts.hostname, port
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and the loopback addresses: only this machine can connect."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def read_token(path: Path) -> str:
-    """The bearer token in `path` (surrounding white space dropped); ValueError if there is none."""
-    try:
-        token = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read the token file {path}: {exc}") from None
-    if not token or any(c.isspace() or not c.isprintable() for c in token):
-        raise ValueError(f"the token file {path} must hold one token: printable, without spaces")
-    return token
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m facewire.http", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", default=DEFAULT_BIND, help="the facewire server (default: %(default)s)")
     parser.add_argument("--bind", type=host_port, default=DEFAULT_HTTP_BIND, metavar="HOST:PORT",
                         help="where to answer HTTP (default: %(default)s, this machine only)")
-    parser.add_argument("--token-file", type=Path, metavar="FILE",
+    parser.add_argument("--token-file", type=token_file, metavar="FILE",
                         help="a file holding the bearer token every API call must carry (needed off loopback)")
     parser.add_argument("--key", type=Path, metavar="FILE", help="this gateway's .key_secret, when the server uses --keys")
     parser.add_argument("--server-key", type=Path, metavar="FILE", help="the server's public server.key")
@@ -81,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
                         help="let pages from ORIGIN (e.g. https://example.org) call the API; repeatable (default: none)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # a server that started it: stop when it is gone
     args = parser.parse_args(argv)
     if bool(args.key) != bool(args.server_key):
         parser.error("--key and --server-key go together")
@@ -88,17 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not is_loopback(host) and args.token_file is None:
         parser.error(f"--bind {host} can be reached from other hosts: give --token-file FILE, "
                      "so that every call must carry its bearer token")
-    try:
-        args.token = None if args.token_file is None else read_token(args.token_file)
-    except ValueError as exc:
-        parser.error(str(exc))
     return args
 
 
 def configuration(args: argparse.Namespace) -> Gateway:
     """The gateway's configuration, from its command line."""
     host, port = args.bind
-    return Gateway(server=args.server, bind=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+    return Gateway(server=args.server, bind=join_host_port(host, port),
                    security=Security(key=args.key, server_key=args.server_key), token_file=args.token_file,
                    connections=args.connections, timeout=args.timeout, retries=args.retries,
                    limits=Limits(int(args.max_megapixels * 1e6)), cors=tuple(args.cors), log_level=args.log_level)
@@ -117,8 +83,23 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(str(exc)) from None
     if gateway.token_file is not None and gateway.token_file.stat().st_mode & 0o077:
         log.warning("the token file %s can be read by other users: chmod 600 it", gateway.token_file)
+    if args.parent is not None:
+        stop_with_parent(args.parent)
     host, port = host_port(gateway.bind)
-    uvicorn.run(create_app(gateway, keys, args.token), host=host, port=port, log_config=None,
+    token = None if gateway.token_file is None else read_token(gateway.token_file)
+    uvicorn.run(create_app(gateway, keys, token), host=host, port=port, log_config=None,
                 log_level=gateway.log_level.lower(), ws="websockets-sansio",
                 ws_max_size=gateway.limits.max_frame_bytes, server_header=False,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+
+
+def stop_with_parent(parent: int) -> None:
+    """SIGTERM this gateway (uvicorn then shuts down cleanly) once the server that started it is gone,
+    even killed with -9."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        log.warning("the server that started this gateway is gone; stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

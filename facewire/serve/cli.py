@@ -14,8 +14,8 @@ from pathlib import Path
 
 import onnxruntime
 
-from facewire.args import bounded, folder
-from facewire.config import DEFAULT_BIND, Config, Security
+from facewire.args import bounded, folder, host_port, is_loopback, join_host_port, token_file
+from facewire.config import DEFAULT_BIND, Config, Gateway, Security
 from facewire.faces.matching import METHODS, MatchSettings
 from facewire.faces.recognize import ENCODERS, DetectorSettings, dlib_description, encoder_description, load_models
 from facewire.serve.supervisor import run_supervisor
@@ -69,6 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="refuse larger images (default: %(default)g)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="encoding cache file (default: KNOWN_FACES/.facewire-cache.npz)")
+    parser.add_argument("--http", type=host_port, metavar="HOST:PORT",
+                        help="also start the HTTP gateway and web pages there (python -m facewire.http), "
+                             "e.g. 127.0.0.1:8000")
+    parser.add_argument("--http-token-file", type=token_file, metavar="FILE",
+                        help="with --http: the bearer token every HTTP call must carry (needed off loopback)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
     if args.worker and not args.connect:
@@ -89,6 +94,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      f"{', '.join(onnxruntime.get_available_providers())}")
     if args.providers and args.encoder != "onnx":
         parser.error("--providers goes with --encoder onnx")
+    if args.http is None and args.http_token_file is not None:
+        parser.error("--http-token-file goes with --http")
+    if args.http is not None and args.worker:
+        parser.error("--http does nothing with --worker (start the gateway beside the server)")
+    if args.http is not None and not is_loopback(args.http[0]) and args.http_token_file is None:
+        parser.error(f"--http {args.http[0]} can be reached from other hosts: give --http-token-file FILE, "
+                     "so that every HTTP call must carry its bearer token")
     if args.min_face < 1:  # checked here, so that its declaration stays as it is
         parser.error(f"argument --min-face: {args.min_face} is not 1 or more")
     return args
@@ -104,7 +116,9 @@ def configuration(args: argparse.Namespace) -> Config:
         limits=Limits(int(args.max_megapixels * 1e6)),
         bind=args.bind, workers=args.workers, worker_bind=args.worker_bind, connect=args.connect,
         security=Security(args.keys, args.key, args.server_key), hang_timeout=args.hang_timeout,
-        log_level=args.log_level,
+        log_level=args.log_level, http=None if args.http is None else Gateway(
+            bind=join_host_port(*args.http), token_file=args.http_token_file,
+            limits=Limits(int(args.max_megapixels * 1e6)), log_level=args.log_level),
     )
 
 

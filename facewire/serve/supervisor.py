@@ -1,4 +1,5 @@
-"""The supervisor of a server with workers: the broker, the local worker pool and its watchdog.
+"""The supervisor of a server with workers: the broker, the local worker pool and its watchdog (and the
+HTTP gateway, with --http; see gateway.py).
 
 Local workers are forked from a warm template (forkserver.py, `python -m facewire.serve.template`)
 and do what a worker on another host does (`facewire-server --worker --connect ADDR`).
@@ -20,6 +21,7 @@ import zmq
 from facewire.config import Config
 from facewire.serve.broker import Proxy
 from facewire.serve.forkserver import Template, wait_gone
+from facewire.serve.gateway import gateway_beside
 from facewire.serve.worker import server_keys, stop_on_signals
 from facewire.wire.ping import ping_reply
 from facewire.wire.transport import is_public, plain
@@ -181,7 +183,8 @@ def worker_command(config: Config) -> list[str]:
 
 
 def run_supervisor(config: Config, started: float) -> None:
-    """The broker on `config.bind` and `config.workers` local workers, kept alive until SIGINT or SIGTERM.
+    """The broker on `config.bind` and `config.workers` local workers (and the HTTP gateway of `config.http`),
+    kept alive until SIGINT or SIGTERM.
 
     `started`: when the server started (time.monotonic), for the "ready" line."""
     stop = stop_on_signals()
@@ -212,11 +215,12 @@ def run_supervisor(config: Config, started: float) -> None:
             gallery = f"{reply['people']} people, {reply['photos']} photos, " if reply else ""
             log.info("ready on %s: %sin %.2f s; %d local workers, workers connect to %s", frontend, gallery,
                      time.monotonic() - started, config.workers, backend)
-            while not stop.is_set():
-                wait_for_news(status, pool, 500)
-                for pid in watchdog.hung(pool.pids()):
-                    pool.kill(pid)
-                pool.check(watchdog.served)
+            with gateway_beside(config, frontend):
+                while not stop.is_set():
+                    wait_for_news(status, pool, 500)
+                    for pid in watchdog.hung(pool.pids()):
+                        pool.kill(pid)
+                    pool.check(watchdog.served)
         finally:
             pool.stop()
             status.close()

@@ -19,6 +19,7 @@ import zmq
 from facewire.config import Config
 from facewire.faces.recognize import load_models
 from facewire.serve.forkserver import in_child, serve_forks
+from facewire.serve.gateway import gateway_beside
 from facewire.serve.service import Service
 from facewire.serve.track import Tracker, server_secret
 from facewire.store.live import GalleryStore
@@ -97,7 +98,8 @@ def build_service(config: Config, signer: Tracker) -> Service:
 
 
 def run_single(config: Config, service: Service, started: float) -> None:
-    """The whole server in one process: a bound REP socket answers every request itself.
+    """The whole server in one process: a bound REP socket answers every request itself (and an HTTP
+    gateway beside it, with --http).
 
     `started`: when the server started (time.monotonic), for the "ready" line."""
     stop = stop_on_signals()
@@ -109,10 +111,11 @@ def run_single(config: Config, service: Service, started: float) -> None:
                                  max_bytes=config.limits.max_frame_bytes, serving=True)
         except zmq.ZMQError as exc:
             raise SystemExit(f"cannot bind {config.bind}: {exc}") from None
-        gallery = service.store.gallery
-        log.info("ready on %s: %d people, %d photos, in %.2f s", socket.getsockopt_string(zmq.LAST_ENDPOINT),
+        gallery, endpoint = service.store.gallery, socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        log.info("ready on %s: %d people, %d photos, in %.2f s", endpoint,
                  len(gallery.people), len(gallery.names), time.monotonic() - started)
-        serve(service, socket, stop)
+        with gateway_beside(config, endpoint):
+            serve(service, socket, stop)
     context.term()
 
 
