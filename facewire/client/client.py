@@ -59,14 +59,21 @@ class Client:
         self.socket = self._connect()
 
     def _connect(self) -> zmq.Socket:
-        return open_socket(self.context, zmq.REQ, self.server, secure=self.keys.secure)
+        socket = open_socket(self.context, zmq.REQ, self.server, secure=self.keys.secure)
+        # A REQ socket whose connection failed its handshake (say, no CURVE keys for a CURVE server) has no
+        # peer, and a send then blocks for good: wait for the send no longer than for a reply.
+        socket.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
+        return socket
 
     def request(self, frames: list[Any]) -> list[bytes]:
         """Send frames and return the reply's; on a timeout, reopen the socket and resend (lazy pirate)."""
         for attempt in range(self.retries + 1):
-            self.socket.send_multipart(frames, copy=False)
-            if self.socket.poll(self.timeout_ms, zmq.POLLIN):
-                return self.socket.recv_multipart()
+            try:
+                self.socket.send_multipart(frames, copy=False)
+                if self.socket.poll(self.timeout_ms, zmq.POLLIN):
+                    return self.socket.recv_multipart()
+            except zmq.Again:
+                pass  # not even sent within the timeout
             log.warning("no reply from %s in %.1f s (attempt %d of %d)",
                         self.server, self.timeout_ms / 1000, attempt + 1, self.retries + 1)
             self.socket.close(linger=0)
