@@ -1,19 +1,21 @@
-"""`pip install .` gives working commands: facewire-server (with its workers) and facewire-client,
-run from a folder that is not the repo, importing the installed copy."""
+"""`pip install .` gives working commands: facewire-server (with its workers), facewire-client and
+facewire-http (with its web pages), run from a folder that is not the repo, importing the installed copy."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sysconfig
 import time
+import urllib.request
 import venv
 from pathlib import Path
 
 import pytest
 
-from facewire.process import free_port
+from facewire.process import free_port, http_status
 
 from .conftest import REPO_KNOWN, REPO_PROBES, ROOT, headless_env
 
@@ -78,6 +80,29 @@ def test_pip_install_gives_a_server_with_workers_and_a_client_that_work_from_any
     log = log_path.read_text()
     assert status == 0 and "2 local workers" in log and log.count("worker 0 started") == 1, log
     assert "stopped" in log and "Traceback" not in log, log
+
+
+def test_pip_install_gives_the_http_gateway_with_its_pages(installed, tmp_path):
+    static = subprocess.run([installed / "python", "-c", "from facewire.http.app import STATIC; print(STATIC)"],
+                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+    assert static.startswith(str(installed.parent)), static
+    assert {"index.html", "gallery.html", "live.html", "facewire.js", "style.css"} <= \
+           {path.name for path in Path(static).iterdir()}
+    url = f"http://127.0.0.1:{free_port()}"
+    gateway = subprocess.Popen([installed / "facewire-http", "--server", f"tcp://127.0.0.1:{free_port()}",
+                                "--bind", url.removeprefix("http://")], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + WAIT
+        while http_status(url + "/") != 200:
+            assert gateway.poll() is None and time.monotonic() < deadline, "facewire-http did not serve its page"
+            time.sleep(0.1)
+        for path, marker in (("/", b'id="photo"'), ("/live", b'id="view"'), ("/static/live.js", b"getUserMedia")):
+            with urllib.request.urlopen(url + path, timeout=10) as response:
+                assert marker in response.read(), path
+    finally:
+        gateway.terminate()
+        assert gateway.wait(timeout=30) == -signal.SIGTERM  # uvicorn shuts down, then re-raises the signal
 
 
 def test_the_top_level_scripts_are_thin_shims():
