@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -221,6 +222,12 @@ def test_uploads_over_the_limit_are_413_by_content_length_and_by_counting(small_
     big = b"\xff\xd8\xff" + bytes(limit)  # over the limit whatever the multipart framing adds
     with httpx.Client(base_url=small_gateway.url, timeout=WAIT) as http:
         assert_error(http.post("/v1/recognize", files={"image": ("big.jpg", big, "image/jpeg")}), 413, "too_large")
+        # a Content-Length over the limit is refused at once, before a byte of the body is sent
+        host, port = small_gateway.bind.split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as raw:
+            raw.sendall(b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n"
+                        b"Content-Type: multipart/form-data; boundary=x\r\n\r\n")
+            assert raw.recv(1000).startswith(b"HTTP/1.1 413 ")
 
         def chunks():  # no Content-Length: the gateway counts the bytes as they come
             boundary = b"--x\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\n"
@@ -283,18 +290,18 @@ def test_requests_are_in_flight_at_once_across_the_servers_workers(http, server,
 
 def test_the_live_websocket_names_each_frame_and_keeps_going_after_a_bad_one(gateway, shared_faces):
     frame = (shared_faces / "test" / "kit_with_rose.jpg").read_bytes()
-    with connect(gateway.url.replace("http", "ws") + "/v1/live", open_timeout=WAIT) as socket:
+    with connect(gateway.url.replace("http", "ws") + "/v1/live", open_timeout=WAIT) as live:
         for _ in range(3):
-            socket.send(frame)
-            reply = json.loads(socket.recv(timeout=WAIT))
+            live.send(frame)
+            reply = json.loads(live.recv(timeout=WAIT))
             assert known_names(reply["faces"]) == ["kit_harington", "rose_leslie"], reply
             assert "gateway" in reply["timings_ms"] and "track" not in reply["faces"][0]
-        socket.send(b"not a frame")
-        assert json.loads(socket.recv(timeout=WAIT))["error"]["code"] == "bad_image"
-        socket.send("text")
-        assert json.loads(socket.recv(timeout=WAIT))["error"]["code"] == "bad_request"
-        socket.send(frame)
-        assert known_names(json.loads(socket.recv(timeout=WAIT))["faces"]) == ["kit_harington", "rose_leslie"]
+        live.send(b"not a frame")
+        assert json.loads(live.recv(timeout=WAIT))["error"]["code"] == "bad_image"
+        live.send("text")
+        assert json.loads(live.recv(timeout=WAIT))["error"]["code"] == "bad_request"
+        live.send(frame)
+        assert known_names(json.loads(live.recv(timeout=WAIT))["faces"]) == ["kit_harington", "rose_leslie"]
 
 
 @pytest.fixture(scope="module")
@@ -331,13 +338,13 @@ def test_off_loopback_every_call_needs_the_bearer_token(server, token_file, tmp_
                 connect(ws, subprotocols=offer or None, open_timeout=WAIT)
             assert refused.value.response.status_code == 403
         frame = (shared_faces / "test" / "obama-240p.jpg").read_bytes()
-        with connect(ws, subprotocols=["facewire", "bearer.s3cret-Token_1"], open_timeout=WAIT) as socket:
-            assert socket.subprotocol == "facewire"
-            socket.send(frame)
-            assert known_names(json.loads(socket.recv(timeout=WAIT))["faces"]) == ["obama"]
-        with connect(ws, additional_headers={"Authorization": "Bearer s3cret-Token_1"}, open_timeout=WAIT) as socket:
-            socket.send(frame)
-            assert known_names(json.loads(socket.recv(timeout=WAIT))["faces"]) == ["obama"]
+        with connect(ws, subprotocols=["facewire", "bearer.s3cret-Token_1"], open_timeout=WAIT) as live:
+            assert live.subprotocol == "facewire"
+            live.send(frame)
+            assert known_names(json.loads(live.recv(timeout=WAIT))["faces"]) == ["obama"]
+        with connect(ws, additional_headers={"Authorization": "Bearer s3cret-Token_1"}, open_timeout=WAIT) as live:
+            live.send(frame)
+            assert known_names(json.loads(live.recv(timeout=WAIT))["faces"]) == ["obama"]
     assert "s3cret" not in gateway.log()
 
 

@@ -228,19 +228,13 @@ def create_app(gateway: Gateway, keys: ClientKeys | NoKeys, token: str | None) -
     def pool(connection: HTTPConnection) -> ClientPool:
         return connection.app.state.pool
 
-    async def upload(image: UploadFile) -> bytes:
-        data = await image.read()
-        if len(data) > max_bytes:
-            raise UploadTooLarge(max_bytes)
-        return data
-
     @api.post("/v1/recognize", response_model=Recognized, tags=["faces"], responses=errors(400, 401, 413, 503))
     async def recognize(request: Request, image: UploadFile = File(description="JPEG, PNG, WebP or BMP"),
                         tolerance: float | None = Query(None, ge=0, le=2,
                                                         description="largest distance still named "
                                                                     "(default: the server's)")) -> dict[str, Any]:
         """Find and name every face in the uploaded image."""
-        started, data = time.perf_counter(), await upload(image)
+        started, data = time.perf_counter(), await image.read()
         result = await pool(request).run(
             lambda client: client.recognize(images.decode_upload(data, max_pixels), False, tolerance))
         return {"faces": [face_json(face) for face in result.faces],
@@ -253,7 +247,7 @@ def create_app(gateway: Gateway, keys: ClientKeys | NoKeys, token: str | None) -
     async def annotate(request: Request, image: UploadFile = File(description="JPEG, PNG, WebP or BMP"),
                        tolerance: float | None = Query(None, ge=0, le=2)) -> Response:
         """The uploaded image with a box and a name drawn on every face, as a JPEG."""
-        started, data = time.perf_counter(), await upload(image)
+        started, data = time.perf_counter(), await image.read()
 
         def work(client: Client) -> tuple[bytes, dict[str, Any]]:
             result = client.recognize(images.decode_upload(data, max_pixels), True, tolerance)
@@ -275,7 +269,7 @@ def create_app(gateway: Gateway, keys: ClientKeys | NoKeys, token: str | None) -
     async def enrol(request: Request, name: str, image: UploadFile = File(description="a photo of exactly one face")
                     ) -> dict[str, Any]:
         """Add a photo of `name` to the gallery (the server refuses a bad name, or a photo without exactly one face)."""
-        data = await upload(image)
+        data = await image.read()
         body = await pool(request).run(lambda client: client.enroll(name, images.decode_upload(data, max_pixels)))
         return {"name": body["name"], "photos": body["photos"]}
 
