@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facewire.config import Config, Security
+from facewire.config import Config, Gateway, Security
 from facewire.faces.matching import MatchSettings
 from facewire.faces.recognize import DetectorSettings
 from facewire.serve import service
@@ -47,3 +47,16 @@ def test_local_workers_use_the_servers_keys_only_over_tcp():
 def test_every_op_of_the_protocol_has_one_entry_in_the_services_table():
     assert sorted(service.OPS) == sorted(protocol.OPS)
     assert all(callable(handler) for handler in service.OPS.values())
+
+
+def test_server_http_becomes_the_gateway_it_starts_which_workers_never_see(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    args = parse_args(["--known-faces", str(REPO_KNOWN), "--max-megapixels", "2.5", "--http", "[::1]:8001",
+                       "--http-token-file", str(token), "--log-level", "WARNING"])
+    config = configuration(args)
+    assert config.http == Gateway(bind="[::1]:8001", token_file=token, limits=Limits(2_500_000), log_level="WARNING")
+    assert configuration(parse_args(["--known-faces", str(REPO_KNOWN)])).http is None
+    assert config.for_local_workers("ipc:///w", "ipc:///s").http is None
+    with_cors = Config(http=Gateway(cors=("https://a.example", "https://b.example"), security=Security(key=Path("/k"))))
+    assert Config.from_json(with_cors.to_json()) == with_cors
