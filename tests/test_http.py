@@ -4,6 +4,7 @@ driven over HTTP (httpx) and WebSocket (websockets) like any client would."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -422,6 +423,7 @@ def test_the_gateway_is_started_again_if_it_dies_and_stops_by_itself_if_its_serv
     url = f"http://127.0.0.1:{port}/healthz"
     server = ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "1",
                            "--cache", str(tmp_path / "cache.npz"), "--http", f"127.0.0.1:{port}")
+    second = None
     try:
         wait_for_status(url, 200)
         [first] = gateway_children(server)
@@ -435,11 +437,21 @@ def test_the_gateway_is_started_again_if_it_dies_and_stops_by_itself_if_its_serv
         server.process.wait()
         wait_for_status(url, None, within=30)  # the gateway saw its server go, and stopped
         deadline = time.monotonic() + 30
-        while Path(f"/proc/{second}").exists() and b"facewire.http" in Path(f"/proc/{second}/cmdline").read_bytes():
+        while running_gateway(second):
             assert time.monotonic() < deadline, "the orphaned gateway is still running"
             time.sleep(0.1)
     finally:
         server.stop()
+        for pid in [second] if second and running_gateway(second) else []:
+            os.kill(pid, signal.SIGKILL)
+
+
+def running_gateway(pid: int) -> bool:
+    """True while `pid` is a gateway (not gone, nor a zombie, nor a new process under a reused pid)."""
+    try:
+        return b"facewire.http" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def test_a_gateway_with_curve_keys_talks_to_a_curve_server(repo_gallery, tmp_path):
