@@ -54,6 +54,21 @@ def test_enrol_list_and_remove_through_the_server(live, tmp_path):
     assert names_in_group(server.address) == [["Unknown", "grace_hopper"]] * 4
 
 
+def test_the_photo_op_gives_a_thumbnail_of_a_persons_first_photo_and_trusts_no_name(live, tmp_path):
+    server, known = live
+    first = sorted(p for p in known.iterdir() if p.name.startswith("grace_hopper"))[0]
+    with Client(server.address) as client:
+        thumbnail = client.photo("grace_hopper")
+        original = images.read_image(first)
+        assert max(thumbnail.shape[:2]) == 160 and thumbnail.shape[2] == 3
+        resized = cv2.resize(original, thumbnail.shape[1::-1], interpolation=cv2.INTER_AREA)
+        assert abs(thumbnail.astype(int) - resized).mean() < 1  # the gallery's photo, only resized
+        for name, code in (("nobody", "not_found"), ("../grace_hopper", "bad_name"), (".cache", "bad_name")):
+            with pytest.raises(ServerError) as refused:
+                client.photo(name)
+            assert refused.value.code == code, name
+
+
 def place_whole(photo, target) -> None:
     """Put a photo into the gallery the way a careful user does: written beside it, then renamed in."""
     partial = target.with_suffix(".partial")  # not an image suffix: the gallery never reads it

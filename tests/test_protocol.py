@@ -255,10 +255,10 @@ def test_non_contiguous_images_are_sent_whole():
     ([b"{"], "bad_header", "first frame is not valid UTF-8 JSON"),
     ([b"[]"], "bad_header", "header must be a JSON object"),
     ([header(op="explode")], "unknown_op",
-     "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove"),
-    ([header()], "unknown_op", "unknown op None; expected one of recognize, enroll, ping, list, reload, remove"),
+     "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove, photo"),
+    ([header()], "unknown_op", "unknown op None; expected one of recognize, enroll, ping, list, reload, remove, photo"),
     ([header(dtype="uint8", shape=[1, 1, 3], tolerance=0.5), b"abc"], "unknown_op",  # not a bare send_array
-     "unknown op None; expected one of recognize, enroll, ping, list, reload, remove"),
+     "unknown op None; expected one of recognize, enroll, ping, list, reload, remove, photo"),
     ([header(op="ping"), b"x"], "bad_request", "ping takes 1 frame (the JSON header); got 2 frames"),
     ([recognize_header()], "bad_request", "recognize takes 2 frames: JSON header, then the image; got 1 frames"),
     ([header(op="ping", colour="red")], "bad_option", "unknown option(s) ['colour'] for ping; allowed: []"),

@@ -122,7 +122,7 @@ def test_a_refused_enrolment_or_removal_is_an_error_reply_with_its_code(service,
 def test_a_malformed_request_is_refused_and_its_id_echoed(shared_service, caplog):
     with caplog.at_level(logging.WARNING, logger="facewire.serve.service"):
         body = refused([b'{"op": "explode", "id": 5}'], shared_service)
-    message = "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove"
+    message = "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove, photo"
     assert body == {"ok": False, "id": 5, "error": {"code": "unknown_op", "message": message}}
     assert [r.getMessage() for r in caplog.records] == [f"refused request: unknown_op: {message}"]
     body = refused([b"not json"], shared_service)

@@ -93,6 +93,13 @@ class Client:
         """Add a photo (exactly one face) of `name` to the server's gallery."""
         return self.call(protocol.pack_request("enroll", image, self.wire, name=name))[0]
 
+    def photo(self, name: str) -> np.ndarray:
+        """A thumbnail of one of `name`'s photos in the server's gallery (BGR)."""
+        _, image = self.call(protocol.pack_request("photo", name=name))
+        if image is None:
+            raise protocol.BadReply("a photo reply without its image")
+        return image
+
     def gallery_op(self, op: str, **options: Any) -> dict[str, Any]:
         """list, remove (name=...) or reload: the reply body."""
         return self.call(protocol.pack_request(op, **options))[0]

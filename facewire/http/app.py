@@ -264,6 +264,15 @@ def create_app(gateway: Gateway, keys: ClientKeys | NoKeys, token: str | None) -
         body = await pool(request).run(lambda client: client.gallery_op("list"))
         return {"people": body["people"]}
 
+    @api.get("/v1/people/{name}/photo", tags=["gallery"], response_class=Response, responses={
+        200: {"content": {"image/jpeg": {}}, "description": "a thumbnail of the person's first photo"},
+        **errors(400, 401, 404, 503)})
+    async def photo(request: Request, name: str) -> Response:
+        """A thumbnail (at most 160 px a side) of one of `name`'s photos, as a JPEG."""
+        image = await pool(request).run(lambda client: client.photo(name))
+        return Response(images.encode_compressed(image, "jpeg"), media_type="image/jpeg",
+                        headers={"Cache-Control": "no-store"})
+
     @api.post("/v1/people/{name:path}", response_model=Enrolled, status_code=201, tags=["gallery"],
               responses=errors(400, 401, 413, 503))
     async def enrol(request: Request, name: str, image: UploadFile = File(description="a photo of exactly one face")

@@ -77,6 +77,10 @@ class Service:
         name = request.options.name
         return self._reply(request, {"name": name, "removed": self.store.remove(name)})
 
+    def photo(self, request: Request) -> Reply:
+        name = request.options.name
+        return self._reply(request, {"name": name}, self.store.photo(name))
+
     def recognize(self, request: Request) -> Reply:
         """Detect, encode and name every face; reply with the faces and the annotated image."""
         options, clock = request.options, _Clock()
@@ -134,7 +138,7 @@ class Service:
 
 OPS: dict[str, Callable[[Service, Request], Reply]] = {
     "recognize": Service.recognize, "enroll": Service.enroll, "remove": Service.remove,
-    "list": Service.list_people, "reload": Service.reload, "ping": Service.ping,
+    "list": Service.list_people, "reload": Service.reload, "ping": Service.ping, "photo": Service.photo,
 }
 """The service's op table: one method per op of the protocol."""
 

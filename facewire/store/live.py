@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facewire.faces import images
 from facewire.faces.images import ImageError
 from facewire.faces.recognize import DetectorSettings, find_faces
 from facewire.files import write_atomically
@@ -30,6 +31,8 @@ from facewire.store.gallery import Gallery, LoadStats, cache_path_for, load_gall
 log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 100
+THUMBNAIL = 160
+"""`GalleryStore.photo` fits a person's photo within this many pixels a side."""
 FOLDER_CHECK_SECONDS = 1.0
 
 
@@ -154,6 +157,17 @@ class GalleryStore:
         self.reload()
         log.info("removed %s (%d photos)", name, len(photos))
         return len(photos)
+
+
+    def photo(self, name: str) -> np.ndarray:
+        """A thumbnail (at most THUMBNAIL px a side, BGR) of the person's first photo, by path."""
+        name = check_name(name)
+        photos = sorted(p.path for p in scan(self.known_dir) if p.name == name)
+        if not photos:
+            raise NotFound(f"no person called {name}")
+        image = images.to_bgr(images.read_image(photos[0]))
+        scale = THUMBNAIL / max(image.shape[:2])
+        return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
 
 
 def _digest(data: np.ndarray) -> str:

@@ -126,7 +126,7 @@ class EnrolOptions:
 
 @dataclass(frozen=True)
 class NameOptions:
-    """remove: the person's `name`."""
+    """remove and photo: the person's `name`."""
 
     name: str
 
@@ -138,7 +138,7 @@ class NoOptions:
 
 Options = RecognizeOptions | EnrolOptions | NameOptions | NoOptions
 OPTIONS: dict[str, type] = {"recognize": RecognizeOptions, "enroll": EnrolOptions, "ping": NoOptions,
-                            "list": NoOptions, "reload": NoOptions, "remove": NameOptions}
+                            "list": NoOptions, "reload": NoOptions, "remove": NameOptions, "photo": NameOptions}
 """Every op and the options it takes: its header's other fields."""
 OPS = tuple(OPTIONS)
 IMAGE_OPS = ("recognize", "enroll")

@@ -27,6 +27,7 @@ function personItem(name, photos) {
   const badge = document.createElement("span");
   badge.className = "initials";
   badge.textContent = initials(name);
+  showThumbnail(badge, name);
   const who = document.createElement("span");
   who.className = "who";
   who.textContent = name;
@@ -51,6 +52,18 @@ function personItem(name, photos) {
   actions.append(add, remove);
   item.append(badge, who, actions);
   return item;
+}
+
+// The person's thumbnail in place of their initials (fetched with the token, shown from a blob).
+async function showThumbnail(badge, name) {
+  try {
+    const blob = await (await api("/v1/people/" + encodeURIComponent(name) + "/photo")).blob();
+    const img = document.createElement("img");
+    img.className = "thumbnail";
+    img.alt = name;
+    img.src = URL.createObjectURL(blob);
+    badge.replaceChildren(img);
+  } catch (_) { /* keep the initials */ }
 }
 
 async function enrol(name, file) {
