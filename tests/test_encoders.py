@@ -12,6 +12,7 @@ import pytest
 from facewire.process import ServerProcess
 
 from .conftest import REPO_KNOWN, REPO_PROBES, SHARED_FACES, run_client
+from .peers import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +50,16 @@ def test_onnx_and_dlib_give_the_same_names_and_distances(gallery, tmp_path):
             assert near is not None and round(near, 3) == round(far, 3), (photo, near, far)
             faces += 1
     assert faces >= (15 if SHARED_FACES.is_dir() else 3)
+
+
+@pytest.mark.parametrize("encoder, says", [("onnx", "dlib's network on ONNX Runtime (CPUExecutionProvider)"),
+                                           ("dlib", "dlib's face_recognition_model_v1")])
+def test_each_worker_logs_the_encoder_it_runs(encoder, says, tmp_path):
+    with ServerProcess(REPO_KNOWN, tmp_path / "server.log", "--workers", "2", "--encoder", encoder,
+                       "--cache", str(tmp_path / "cache.npz")) as server:
+        def serving() -> list[str]:
+            return [line for line in server.log().splitlines() if " serving " in line]
+
+        assert wait_until(lambda: len(serving()) == 2, 60), server.log()
+        serving = serving()
+    assert len(serving) == 2 and all(line.endswith(f"encoding with {says}") for line in serving), serving

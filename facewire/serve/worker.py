@@ -17,7 +17,7 @@ import time
 import zmq
 
 from facewire.config import Config
-from facewire.faces.recognize import load_models
+from facewire.faces.recognize import encoder_description, load_models
 from facewire.serve.forkserver import in_child, serve_forks
 from facewire.serve.gateway import gateway_beside
 from facewire.serve.service import Service
@@ -153,7 +153,8 @@ def run_worker(config: Config, service: Service, parent: int | None = None) -> N
         status.setsockopt(zmq.LINGER, 0)
         status.setsockopt(zmq.SNDHWM, 10)
         status.connect(config.status)
-    log.info("worker %d serving %s", os.getpid(), config.connect)
+    log.info("worker %d serving %s, encoding with %s", os.getpid(), config.connect,
+             encoder_description(config.detector))
     serve(service, socket, stop, status)
     if status is not None:
         status.close()
