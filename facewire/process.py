@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 from facewire.serve.forkserver import SPARE_NAME
 from facewire.wire.ping import answers_ping
@@ -46,18 +47,49 @@ def is_spare(pid: int) -> bool:
         return False
 
 
-class ServerProcess:
+class LoggedProcess:
+    """A subprocess whose output goes to a log file; stopped when the `with` block ends."""
+
+    process: subprocess.Popen
+    log_path: Path
+
+    def _start(self, command: list[str], log_path: Path) -> None:
+        self.log_path = Path(log_path)
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Signal the process and wait for it; kill it if it does not exit in 10 s."""
+        if self.alive():
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class ServerProcess(LoggedProcess):
     """The server as a subprocess, its log captured to a file; ready when it answers ping."""
 
     def __init__(self, known_faces: Path, log_path: Path, *extra: str, ready_within: float = 120, wait: bool = True,
                  address: str | None = None):
         """Start the server; with wait=False, ready means its "ready on" log line (a broker with no workers)."""
         self.address = address or f"tcp://127.0.0.1:{free_port()}"
-        self.log_path = Path(log_path)
-        command = [sys.executable, "-m", "facewire.serve", "--known-faces", str(known_faces),
-                   "--bind", self.address, *extra]
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self._start([sys.executable, "-m", "facewire.serve", "--known-faces", str(known_faces),
+                     "--bind", self.address, *extra], log_path)
         self._wait_ready(ready_within, wait)
 
     def _wait_ready(self, seconds: float, ping: bool) -> None:
@@ -70,9 +102,6 @@ class ServerProcess:
             time.sleep(0 if ping else 0.1)
         self.stop()
         raise RuntimeError(f"server not ready in {seconds} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text()
 
     def log_mark(self) -> int:
         """Where the log ends now: pass it to `wait_for_log` to look only at what comes after."""
@@ -91,9 +120,6 @@ class ServerProcess:
                 raise AssertionError(f"{text!r} not logged within {within} s; the log after the mark:\n{written}")
             time.sleep(0.05)
 
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
     def processes(self) -> list[int]:
         """The server and every process below it (the worker template and the workers)."""
         found, todo = [], [self.process.pid]
@@ -111,23 +137,6 @@ class ServerProcess:
         """The template's spare: a worker made ready ahead of need (see serve/forkserver.py)."""
         return [pid for template in children(self.process.pid) for pid in children(template) if is_spare(pid)]
 
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        """Signal the server and wait for it; kill it if it does not exit in 10 s."""
-        if self.alive():
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
 def http_status(url: str, timeout: float = 2.0) -> int | None:
     """The HTTP status of a GET of `url`, or None when nothing answers."""
     try:
@@ -139,7 +148,7 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-class GatewayProcess:
+class GatewayProcess(LoggedProcess):
     """The HTTP gateway as a subprocess on a free loopback port, its log captured to a file.
 
     Ready when it answers HTTP (its OpenAPI description), whether or not its server answers."""
@@ -147,38 +156,16 @@ class GatewayProcess:
     def __init__(self, server: str, log_path: Path, *extra: str, ready_within: float = 60, bind: str | None = None):
         self.bind = bind or f"127.0.0.1:{free_port()}"
         self.url = f"http://{self.bind}"
-        self.log_path = Path(log_path)
-        command = [sys.executable, "-m", "facewire.http", "--server", server, "--bind", self.bind, *extra]
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self._start([sys.executable, "-m", "facewire.http", "--server", server, "--bind", self.bind, *extra], log_path)
         self._wait_ready(ready_within)
 
     def _wait_ready(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if not self.alive():
                 raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
             if http_status(f"{self.url}/openapi.json", timeout=1) is not None:
                 return
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"gateway not ready in {seconds} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        """Signal the gateway and wait for it; kill it if it does not exit in 10 s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-    def __enter__(self) -> GatewayProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

@@ -39,6 +39,16 @@ def repo_gallery(tmp_path_factory) -> Path:
     return target
 
 
+def everyone_gallery(target: Path) -> Path:
+    """The repo's known_faces/ copied to `target`, plus, when present, the shared people (linked, never copied)."""
+    shutil.copytree(REPO_KNOWN, target, ignore=shutil.ignore_patterns(".*", "*.md"))
+    shared = SHARED_FACES / "known"
+    for person in sorted(shared.iterdir()) if shared.is_dir() else []:
+        if person.is_dir() and not person.name.startswith("."):
+            (target / person.name).symlink_to(person)
+    return target
+
+
 @pytest.fixture(scope="session")
 def repo_server(repo_gallery, tmp_path_factory):
     server = ServerProcess(repo_gallery, tmp_path_factory.mktemp("logs") / "repo-server.log")

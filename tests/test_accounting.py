@@ -32,7 +32,7 @@ from facewire.faces.images import ImageError
 from facewire.process import ServerProcess, free_port
 from facewire.wire import protocol
 
-from .conftest import REPO_KNOWN, REPO_PROBES, ROOT, SHARED_FACES, headless_env, run_client
+from .conftest import REPO_PROBES, ROOT, SHARED_FACES, everyone_gallery, headless_env, run_client
 
 SEED = int(os.environ.get("FACEWIRE_SEED", time.time_ns() % 2**32))
 KILLS = 3
@@ -46,13 +46,7 @@ WAIT = 180.0  # the deadline of any one wait, in seconds
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory) -> Path:
     """The repo's known_faces/ plus, when present, the shared people (linked, never copied)."""
-    target = tmp_path_factory.mktemp("accounting") / "known"
-    shutil.copytree(REPO_KNOWN, target, ignore=shutil.ignore_patterns(".*", "*.md"))
-    shared = SHARED_FACES / "known"
-    for person in sorted(shared.iterdir()) if shared.is_dir() else []:
-        if person.is_dir() and not person.name.startswith("."):
-            (target / person.name).symlink_to(person)
-    return target
+    return everyone_gallery(tmp_path_factory.mktemp("accounting") / "known")
 
 
 @pytest.fixture(scope="module")

@@ -4,27 +4,20 @@ same names, and the same distances to 3 decimals, on every face of the shared an
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from facewire.process import ServerProcess
 
-from .conftest import REPO_KNOWN, REPO_PROBES, SHARED_FACES, run_client
+from .conftest import REPO_KNOWN, REPO_PROBES, SHARED_FACES, everyone_gallery, run_client
 from .peers import wait_until
 
 
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory) -> Path:
     """The repo's known_faces/ plus, when present, the shared people (linked, never copied)."""
-    target = tmp_path_factory.mktemp("encoders") / "known"
-    shutil.copytree(REPO_KNOWN, target, ignore=shutil.ignore_patterns(".*", "*.md"))
-    shared = SHARED_FACES / "known"
-    for person in sorted(shared.iterdir()) if shared.is_dir() else []:
-        if person.is_dir() and not person.name.startswith("."):
-            (target / person.name).symlink_to(person)
-    return target
+    return everyone_gallery(tmp_path_factory.mktemp("encoders") / "known")
 
 
 def faces_by(encoder: str, gallery: Path, tmp_path: Path) -> dict[str, list[tuple[str, float | None, list[int]]]]:
