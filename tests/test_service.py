@@ -366,3 +366,14 @@ def test_a_tracked_scan_looks_only_around_the_faces_the_tokens_vouch_for(group):
     assert len(body["faces"]) == 2 and not any(f["tracked"] for f in body["faces"])  # no valid token: everywhere
     body, _ = ask(service, "recognize", group, annotate=False, track=[], scan="tracked")
     assert body["faces"] == []  # no token at all: the last frame had no face, look nowhere
+
+
+def test_the_photo_op_replies_a_thumbnail_of_the_persons_photo_under_their_name(shared_service, known):
+    body, image = ask(shared_service, "photo", name="grace_hopper", id=5)
+    assert {**body, "image": None} == {"ok": True, "op": "photo", "id": 5, "name": "grace_hopper", "image": None}
+    original = images.read_image(REPO_KNOWN / "grace_hopper.jpg")
+    assert max(image.shape[:2]) == 160 and image.shape[1] == round(original.shape[1] * 160 / max(original.shape[:2]))
+    resized = cv2.resize(original, image.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(image.astype(int) - resized).mean() < 1
+    assert refused(protocol.pack_request("photo", name="nobody"), shared_service)["error"]["code"] == "not_found"
+    assert refused(protocol.pack_request("photo", name="../x"), shared_service)["error"]["code"] == "bad_name"
