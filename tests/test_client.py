@@ -177,3 +177,17 @@ def test_a_recognize_reply_without_a_list_of_faces_is_a_bad_reply():
         assert isinstance(outcome, protocol.BadReply) and str(outcome) == "a recognize reply without a list of faces"
     outcome = reply_outcome(protocol.pack_reply({"op": "recognize", "faces": [{"name": "ann"}]}))
     assert isinstance(outcome, protocol.BadReply) and str(outcome) == "not a face: {'name': 'ann'}"
+
+
+def test_photo_asks_for_the_person_by_name_and_gives_the_image_of_the_reply():
+    thumbnail = np.arange(5 * 4 * 3, dtype=np.uint8).reshape(5, 4, 3)
+
+    def answer(request):
+        image = thumbnail if request.header.get("name") == "ann" else None
+        return protocol.pack_reply({"op": request.header.get("op"), "name": request.header.get("name")}, image)
+
+    with Peer(answer=answer, hold=0.01) as peer, Client(peer.address, timeout=5, retries=0) as client, deadline():
+        assert np.array_equal(client.photo("ann"), thumbnail)
+        with pytest.raises(protocol.BadReply, match="a photo reply without its image"):
+            client.photo("bob")
+    assert [(r.header["op"], r.header["name"]) for r in peer.received] == [("photo", "ann"), ("photo", "bob")]

@@ -401,3 +401,29 @@ def test_scan_is_full_or_tracked():
     assert parse_request(protocol.pack_request("recognize", image, scan="tracked")).options.scan == "tracked"
     error = refused(protocol.pack_request("recognize", image, scan="sideways"))
     assert (error.code, error.message) == ("bad_option", "scan must be one of full, tracked")
+
+
+def imagezmq_image(msg, image: np.ndarray, *more: bytes) -> list[bytes]:
+    """What imagezmq's send_image puts on the wire (as JSON here), with `more` frames after it."""
+    return [json.dumps({"msg": msg, "dtype": str(image.dtype), "shape": list(image.shape)}).encode(),
+            image.tobytes(), *more]
+
+
+def test_an_imagezmq_frame_is_recognised_for_its_camera_without_an_annotated_image():
+    image = np.zeros((4, 6, 3), np.uint8)
+    request = parse_request(imagezmq_image("porch", image))
+    assert (request.op, request.framing, request.camera) == ("recognize", "imagezmq", "porch")
+    assert request.options.annotate is False and request.image.shape == (4, 6, 3)
+    jpeg = images.encode_compressed(np.full((8, 8, 3), 128, np.uint8), "jpeg")
+    sent = parse_request([json.dumps({"msg": "porch"}).encode(), jpeg])
+    assert (sent.framing, sent.options.annotate, sent.options.encoding) == ("imagezmq", False, "jpeg")
+
+
+def test_an_imagezmq_camera_name_may_be_as_long_as_the_limit_and_no_longer():
+    image = np.zeros((2, 2, 3), np.uint8)
+    assert parse_request(imagezmq_image("c" * protocol.MAX_CAMERA_LENGTH, image)).camera == "c" * 256
+    error = refused(imagezmq_image("c" * (protocol.MAX_CAMERA_LENGTH + 1), image))
+    assert error.code == "bad_option"
+    assert str(error) == "msg must be the camera's name: printable text of at most 256 characters"
+    error = refused(imagezmq_image("porch", image, b"extra"))
+    assert error.code == "bad_request" and str(error).startswith("an imagezmq message takes 2 frames: JSON, then the image")

@@ -378,3 +378,19 @@ def test_a_stream_with_keys_talks_to_a_curve_server():
                 deadline():
             results = list(stream(client, Frames(2, results)))
     assert [r.names for r in results] == [["frame0"], ["frame1"]]
+
+
+def test_a_whole_scan_that_finds_no_face_stops_the_tracking_and_the_search_begins():
+    """A face until frame KEYFRAME's whole scan finds none; a tracked scan finds one only where a token points."""
+    def answer(request):
+        scan, track = request.header.get("scan"), request.header.get("track")
+        face = (request.marker < KEYFRAME) if scan == "full" else bool(track)
+        return recognized(request) if face else protocol.pack_reply(
+            {"op": "recognize", "id": request.id, "faces": [], "timings_ms": {"total": 1.0}})
+
+    with Peer(answer=answer, hold=0.05) as peer:
+        run_stream(peer, KEYFRAME + 2 * SEARCH_KEYFRAME + 1, in_flight=1)
+    hints = {r.marker: (r.header["scan"], r.header["track"]) for r in peer.received}
+    assert hints[KEYFRAME - 1] == ("tracked", [f"token{KEYFRAME - 2}"]) and hints[KEYFRAME] == ("full", [])
+    assert all(hints[KEYFRAME + n] == ("tracked", []) for n in range(1, SEARCH_KEYFRAME)), hints
+    assert hints[KEYFRAME + SEARCH_KEYFRAME] == ("full", []) and hints[KEYFRAME + 2 * SEARCH_KEYFRAME] == ("full", [])
