@@ -22,7 +22,7 @@ import math
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -155,8 +155,13 @@ def main() -> None:
         chosen = {name: sets[name] for name in args.sets.split(",")}
         print(f"sets: {', '.join(f'{n} ({len(c)} pictures)' for n, c in chosen.items())}; gallery: "
               f"the shared known/ and the repo's grace_hopper.jpg", flush=True)
-        with ServerProcess(gallery, Path(tmp) / "server.log", "--cache", str(Path(tmp) / "cache.npz")) as server:
-            recipes = {"facewire (default)": server_names(server.address),
+        with ExitStack() as servers:  # the default on an idle machine (HOG on 2 threads), and on a busy one
+            two, one = (servers.enter_context(ServerProcess(gallery, Path(tmp) / f"server{threads}.log", "--cache",
+                                                            str(Path(tmp) / f"cache{threads}.npz"),
+                                                            "--detect-threads", threads))
+                        for threads in ("2", "1"))
+            recipes = {"facewire (default, 2 detection threads)": server_names(two.address),
+                       "facewire (1 detection thread)": server_names(one.address),
                        "face_recognition stock": recipe_names(StockRecipe(gallery)),
                        "original demo": recipe_names(DemoRecipe(gallery))}
             results = compare(chosen, recipes)

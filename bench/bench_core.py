@@ -2,9 +2,10 @@
 """Core benchmark: facewire against the original demo's method, in one run, on the shared photos.
 
 Prints two Markdown tables:
-1. per image (the shared test photos and the repo's samples): for each encoder (onnx, dlib),
-   facewire's server time (detect, encode, total; one worker), beside the baseline's time for
-   the same image and the speed-up; totals and the geometric mean of the speed-ups;
+1. per image (the shared test photos and the repo's samples): for each configuration (CONFIGS:
+   the default; one detection thread; dlib's own encoder), facewire's server time (detect,
+   encode, total; one worker), beside the baseline's time for the same image and the speed-up;
+   totals and the geometric mean of the speed-ups;
 2. gallery load: facewire cold (empty cache) and warm (cache) against the baseline.
 
 The baseline does what the original demo did (bench/recipes.py): re-encode the gallery at
@@ -34,6 +35,12 @@ from facewire.process import ServerProcess  # noqa: E402
 from facewire.store.gallery import load_gallery  # noqa: E402
 
 FACES = ROOT.parent / "shared" / "data" / "faces"
+CONFIGS = {
+    "default": (),
+    "1-thread": ("--detect-threads", "1"),
+    "dlib": ("--encoder", "dlib"),
+}
+"""Server configurations by name: the extra arguments of each."""
 
 
 def median_ms(samples: list[float]) -> str:
@@ -101,7 +108,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=Path, default=FACES, help="folder with known/ and test/ (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per image; medians are shown (default: %(default)s)")
-    parser.add_argument("--encoders", nargs="+", default=["onnx", "dlib"], help="(default: %(default)s)")
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS),
+                        help="default: the default server; 1-thread: --detect-threads 1; dlib: --encoder dlib "
+                             "(default: all)")
     args = parser.parse_args()
     known = args.faces / "known"
     probes = sorted((args.faces / "test").glob("*.jpg")) + sorted((ROOT / "test_images").glob("*.jpg"))
@@ -109,11 +118,11 @@ def main() -> None:
     print(f"CPU: {cpu_model()}\n")
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         clients = {}
-        for encoder in args.encoders:
-            server = stack.enter_context(ServerProcess(known, Path(tmp) / f"{encoder}.log", "--workers", "1",
-                                                       "--encoder", encoder, "--cache", str(Path(tmp) / f"{encoder}.npz")))
-            clients[encoder] = stack.enter_context(Client(server.address, timeout=120))
-            clients[encoder].recognize(images.read_image(probes[0]))  # warm-up
+        for name in args.configs:
+            server = stack.enter_context(ServerProcess(known, Path(tmp) / f"{name}.log", "--workers", "1",
+                                                       *CONFIGS[name], "--cache", str(Path(tmp) / f"{name}.npz")))
+            clients[name] = stack.enter_context(Client(server.address, timeout=120))
+            clients[name].recognize(images.read_image(probes[0]))  # warm-up
         print("\n".join(bench_images(clients, baseline, probes, args.repeat)))
     print()
     print("\n".join(bench_gallery(known, baseline.load_seconds)))

@@ -36,6 +36,9 @@ REPO_GALLERY_PHOTO = ROOT / "known_faces" / "grace_hopper.jpg"
 REPO_PROBES = ROOT / "test_images"
 EXPECTED_UNKNOWN = "unknown"
 SMALL_FACE_SETS = ("reduced", "mosaics", "dark", "crops")
+SET_DETECTION = DetectorSettings(detect_threads="1")
+"""The sets are built from the faces this finds in the shared photos: on one thread, so that they are
+the same pictures on a busy machine and an idle one (two threads may move a box by a pixel)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def portraits(shared: list[Case], gallery: Path) -> list[Portrait]:
     from facewire.store.gallery import load_gallery  # noqa: PLC0415 - only the set builder needs it
 
     with tempfile.TemporaryDirectory() as tmp:
-        known, _ = load_gallery(gallery, DetectorSettings(), Path(tmp) / "cache.npz")
+        known, _ = load_gallery(gallery, SET_DETECTION, Path(tmp) / "cache.npz")
     found = []
     sources = [*((case.name, case.image, case.expected) for case in shared),
                ("grace_hopper.jpg", images.read_image(REPO_PROBES / "grace_hopper.jpg"), ("grace_hopper",)),
@@ -92,7 +95,7 @@ def portraits(shared: list[Case], gallery: Path) -> list[Portrait]:
                                                     None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC),
                 ("grace_hopper", EXPECTED_UNKNOWN))]
     for name, photo, expected in sources:
-        faces = find_faces(photo, DetectorSettings())
+        faces = find_faces(photo, SET_DETECTION)
         matches = match_faces(np.array([f.encoding for f in faces]), known.encodings, known.names, MatchSettings(0.6))
         who = [EXPECTED_UNKNOWN if m.name == UNKNOWN else m.name for m in matches]
         if Counter(who) != Counter(expected):

@@ -102,6 +102,8 @@ SERVER_CASES = [
     (["--encoder", "tensorflow"], "--encoder"),
     (["--providers", "NoSuchExecutionProvider"], "--providers"),
     (["--encoder", "dlib", "--providers", "CPUExecutionProvider"], "--providers"),
+    (["--detect-threads", "3"], "--detect-threads"),
+    (["--detect-threads", "many"], "--detect-threads"),
 ]
 
 

@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="automatic scaling finds faces down to this size (default: %(default)s)")
     parser.add_argument("--min-face-fraction", type=bounded(float, 0, 1), default=1 / 16, metavar="F",
                         help="...but in large images, not below this fraction of the short side (default: 1/16)")
+    parser.add_argument("--detect-threads", choices=("auto", "1", "2"), default=DetectorSettings.detect_threads,
+                        help="threads that share a picture's HOG scan (its pyramid's fine and coarse levels); auto: "
+                             "two when a core is idle (default: %(default)s)")
     parser.add_argument("--max-megapixels", type=bounded(float, 0, above=True), default=DEFAULT_MAX_PIXELS / 1e6,
                         help="refuse larger images (default: %(default)g)")
     parser.add_argument("--cache", type=Path, default=None,
@@ -111,7 +114,7 @@ def configuration(args: argparse.Namespace) -> Config:
     return Config(
         known_faces=args.known_faces, cache=args.cache,
         detector=DetectorSettings(args.model, args.upsample, args.min_face, args.min_face_fraction, args.encoder,
-                                  tuple(args.providers)),
+                                  tuple(args.providers), args.detect_threads),
         matching=MatchSettings(args.tolerance, args.match, args.k),
         limits=Limits(int(args.max_megapixels * 1e6)),
         bind=args.bind, workers=args.workers, worker_bind=args.worker_bind, connect=args.connect,
