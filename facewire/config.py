@@ -58,7 +58,8 @@ class Config:
 
     `connect` and `status` are set for workers only: the broker's worker address, and where a
     local worker reports busy/idle to its supervisor. `http` is the HTTP gateway the server starts
-    beside itself (its `server` is filled in once the server has bound), or None.
+    beside itself (its `server` is filled in once the server has bound), or None. `read_only` refuses
+    every change to the gallery (a remote worker needs it on its own command line too).
     """
 
     known_faces: Path = Path("known_faces")
@@ -73,6 +74,7 @@ class Config:
     status: str | None = None
     security: Security = Security()
     hang_timeout: float = 60.0
+    read_only: bool = False
     log_level: str = "INFO"
     http: Gateway | None = None
 

@@ -38,8 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker", action="store_true", help="run as one worker of a server (needs --connect)")
     parser.add_argument("--connect", metavar="ADDR", help="with --worker: the server's --worker-bind address")
     parser.add_argument("--keys", type=Path, metavar="DIR",
-                        help="serve with CURVE: DIR/server.key_secret, admitting DIR/authorized/*.key "
-                             "(make them with: python -m facewire.wire.keys DIR --client NAME)")
+                        help="serve with CURVE: DIR/server.key_secret, admitting DIR/authorized/*.key to recognise "
+                             "and DIR/editors/*.key to also enrol, remove and reload "
+                             "(make them with: python -m facewire.wire.keys DIR --client NAME --editor NAME)")
+    parser.add_argument("--read-only", action="store_true", help="refuse every change to the gallery (enrol, "
+                        "remove, reload) with a 'forbidden' error")
     parser.add_argument("--key", type=Path, metavar="FILE",
                         help="with --worker: this worker's .key_secret, when the server uses --keys")
     parser.add_argument("--server-key", type=Path, metavar="FILE",
@@ -119,7 +122,7 @@ def configuration(args: argparse.Namespace) -> Config:
         limits=Limits(int(args.max_megapixels * 1e6)),
         bind=args.bind, workers=args.workers, worker_bind=args.worker_bind, connect=args.connect,
         security=Security(args.keys, args.key, args.server_key), hang_timeout=args.hang_timeout,
-        log_level=args.log_level, http=None if args.http is None else Gateway(
+        read_only=args.read_only, log_level=args.log_level, http=None if args.http is None else Gateway(
             bind=join_host_port(*args.http), token_file=args.http_token_file,
             limits=Limits(int(args.max_megapixels * 1e6)), log_level=args.log_level),
     )

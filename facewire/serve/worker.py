@@ -18,12 +18,13 @@ import zmq
 
 from facewire.config import Config
 from facewire.faces.recognize import encoder_description, load_models
+from facewire.serve.broker import sender_of
 from facewire.serve.forkserver import in_child, serve_forks
 from facewire.serve.gateway import gateway_beside
 from facewire.serve.service import Service
 from facewire.serve.track import Tracker, server_secret
 from facewire.store.live import GalleryStore
-from facewire.wire.keys import KeysError, NoKeys, ServerKeys, load_client_keys, load_server_keys
+from facewire.wire.keys import KeysError, NoKeys, Sender, ServerKeys, load_client_keys, load_server_keys
 from facewire.wire.transport import is_public, open_socket
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,12 @@ POLL_MS = 200
 HEARTBEAT_SECONDS = 1.0
 
 
-def serve(service: Service, socket: zmq.Socket, stop: threading.Event, status: zmq.Socket | None = None) -> None:
+def serve(service: Service, socket: zmq.Socket, stop: threading.Event, status: zmq.Socket | None = None,
+          brokered: bool = False) -> None:
     """Answer requests on a REP socket until `stop` is set; closes the socket.
 
+    `brokered`: requests come through a broker, each after its sender's stamp (broker.py);
+    otherwise the sender is the name the ZAP handler gave the client's connection.
     With a `status` socket (a worker under a local supervisor) it reports b"busy" on taking a
     request, b"idle" when done, and b"idle" each second while waiting: the supervisor's
     watchdog kills a worker that stays busy too long or falls silent.
@@ -50,7 +54,11 @@ def serve(service: Service, socket: zmq.Socket, stop: threading.Event, status: z
             frames = socket.recv_multipart(copy=False)
             if status is not None:
                 _report(status, b"busy")
-            socket.send_multipart(service.handle([frame.buffer for frame in frames]), copy=False)
+            if brokered:
+                sender, frames = Sender.from_stamp(frames[0].buffer), frames[1:]
+            else:
+                sender = sender_of(frames[0])
+            socket.send_multipart(service.handle([frame.buffer for frame in frames], sender), copy=False)
             last_beat = 0.0
     finally:
         socket.close()
@@ -94,7 +102,7 @@ def open_store(config: Config) -> GalleryStore:
 
 
 def build_service(config: Config, signer: Tracker) -> Service:
-    return Service(open_store(config), config.matching, config.limits, signer)
+    return Service(open_store(config), config.matching, config.limits, signer, read_only=config.read_only)
 
 
 def run_single(config: Config, service: Service, started: float) -> None:
@@ -129,7 +137,7 @@ def server_keys(config: Config) -> ServerKeys | NoKeys:
     except KeysError as exc:
         raise SystemExit(str(exc)) from None
     if config.security.keys is not None:
-        log.info("CURVE on: admitting the keys in %s", keys.authorized)
+        log.info("CURVE on: admitting the keys in %s, and in %s as editors", keys.authorized, keys.editors)
     return keys
 
 
@@ -155,7 +163,7 @@ def run_worker(config: Config, service: Service, parent: int | None = None) -> N
         status.connect(config.status)
     log.info("worker %d serving %s, encoding with %s", os.getpid(), config.connect,
              encoder_description(config.detector))
-    serve(service, socket, stop, status)
+    serve(service, socket, stop, status, brokered=True)
     if status is not None:
         status.close()
     context.term()

@@ -122,8 +122,9 @@ class GalleryStore:
             counts[name] = counts.get(name, 0) + 1
         return dict(sorted(counts.items()))
 
-    def enrol(self, name: str, image: np.ndarray) -> int:
-        """Store a photo with exactly one face under known_faces/NAME/; returns that person's photo count."""
+    def enrol(self, name: str, image: np.ndarray, who: str = "local") -> int:
+        """Store a photo with exactly one face under known_faces/NAME/; returns that person's photo count.
+        `who`: the name of the key that asked, for the log."""
         name = check_name(name)
         faces = find_faces(image, self.settings)
         if len(faces) != 1:
@@ -138,11 +139,12 @@ class GalleryStore:
         photo = data.tobytes()
         write_atomically(folder / f"{_digest(data)}.jpg", lambda f: f.write(photo))
         self.reload()
-        log.info("enrolled a photo of %s", name)
+        log.info("enrolled a photo of %s (by %s)", name, who)
         return self.people().get(name, 0)
 
-    def remove(self, name: str) -> int:
-        """Remove a person (folder and single-file entries); returns how many photos went."""
+    def remove(self, name: str, who: str = "local") -> int:
+        """Remove a person (folder and single-file entries); returns how many photos went.
+        `who`: the name of the key that asked, for the log."""
         name = check_name(name)
         photos = [p for p in scan(self.known_dir) if p.name == name]
         if not photos:
@@ -155,7 +157,7 @@ class GalleryStore:
         for photo in photos:
             photo.path.unlink(missing_ok=True)
         self.reload()
-        log.info("removed %s (%d photos)", name, len(photos))
+        log.info("removed %s (%d photos, by %s)", name, len(photos), who)
         return len(photos)
 
 
