@@ -125,15 +125,19 @@ def drop_postgres_database(admin_url: str, name: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture
+def postgres_database_url(postgres_url):
+    """A new empty database in the session's cluster, dropped after the test."""
+    name, url = fresh_postgres_database(postgres_url)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(postgres_url, name)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     """An empty gallery database URL on each backend in turn."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'gallery.db'}"
-        return
-    admin_url = request.getfixturevalue("postgres_url")
-    name, url = fresh_postgres_database(admin_url)
-    try:
-        yield url
-    finally:
-        drop_postgres_database(admin_url, name)
+        return f"sqlite:///{tmp_path / 'gallery.db'}"
+    return request.getfixturevalue("postgres_database_url")
