@@ -175,6 +175,17 @@ def check_origin(origin: str) -> str:
     raise ValueError(f"origin must be api, import or folder:HOST:/ABSOLUTE/PATH, not {origin!r}")
 
 
+def import_row(names: dict[str, str], number: int, name: str, vector: Any) -> tuple[str, bytes]:
+    """(checked name, vector bytes) of import row `number`; `names` caches the names already checked."""
+    try:
+        checked = names.get(name)
+        if checked is None:
+            checked = names[name] = check_name(name)
+        return checked, vector_bytes(vector)
+    except ValueError as exc:
+        raise ValueError(f"import row {number} ({name!r}): {exc}") from None
+
+
 class Tx:
     """A cursor inside one transaction, taking `?` placeholders on either backend."""
 
@@ -337,7 +348,9 @@ class PostgresBackend:
         return first
 
     def bulk(self, tx: Tx, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
-        with tx.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        """COPY in binary (no text escaping of the vectors)."""
+        with tx.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([COPY_TYPES[column] for column in columns])
             for row in rows:
                 copy.write_row(row)
 
@@ -354,6 +367,11 @@ class PostgresBackend:
             cursor.itersize = IMPORT_CHUNK
             cursor.execute(sql.replace("?", "%s"), params)
             yield from cursor
+
+
+COPY_TYPES = {"id": "int8", "person_id": "int8", "photo_id": "int8", "faces": "int4", "added_at": "float8",
+              "origin": "text", "added_by": "text", "encoder": "text", "vector": "bytea"}
+"""PostgreSQL's type of each column the bulk import copies, as binary COPY needs them."""
 
 
 def redact(url: str) -> str:
@@ -547,40 +565,44 @@ class Database:
         (ValueError naming its number) imports nothing. Returns how many were imported."""
         with self.transaction(write=True) as tx:
             people = dict(tx.all("SELECT name, id FROM people"))
+            names: dict[str, str] = {}
             count, chunk = 0, []
             for number, (name, vector) in enumerate(rows, 1):
-                chunk.append(self._import_row(tx, people, number, name, vector))
+                chunk.append(import_row(names, number, name, vector))
                 if len(chunk) == IMPORT_CHUNK:
-                    count += self._import_chunk(tx, chunk, who, encoder)
+                    count += self._import_chunk(tx, people, chunk, who, encoder)
                     chunk = []
-            count += self._import_chunk(tx, chunk, who, encoder)
+            count += self._import_chunk(tx, people, chunk, who, encoder)
             if count:
                 self.backend.notify(tx)
         return count
 
-    def _import_row(self, tx: Tx, people: dict[str, int], number: int, name: str, vector: Any) -> tuple[int, bytes]:
-        """(person id, vector bytes) of one import row, creating the person if new."""
-        try:
-            person_id = people.get(name)
-            if person_id is None:
-                person_id = people[name] = self._person_id(tx, check_name(name))
-            return person_id, vector_bytes(vector)
-        except ValueError as exc:
-            raise ValueError(f"import row {number} ({name!r}): {exc}") from None
-
-    def _import_chunk(self, tx: Tx, chunk: list[tuple[int, bytes]], who: str, encoder: str) -> int:
+    def _import_chunk(self, tx: Tx, people: dict[str, int], chunk: list[tuple[str, bytes]], who: str,
+                      encoder: str) -> int:
+        """Bulk-insert a chunk of checked rows: new people, photos, encodings, then their change rows."""
         if not chunk:
             return 0
+        self._add_people(tx, people, {name for name, _ in chunk})
         first, now = self.backend.reserve_ids(tx, len(chunk)), time.time()
         ids = range(first, first + len(chunk))
         self.backend.bulk(tx, "photos", ("id", "person_id", "origin", "added_at", "added_by"),
-                          [(i, person, "import", now, who) for i, (person, _) in zip(ids, chunk)])
+                          [(i, people[name], "import", now, who) for i, (name, _) in zip(ids, chunk)])
         self.backend.bulk(tx, "encodings", ("photo_id", "encoder", "faces", "vector"),
                           [(i, encoder, 1, vector) for i, (_, vector) in zip(ids, chunk)])
         tx.run("INSERT INTO changes (at, who, op, photo_id, person) SELECT ?, ?, 'add', ph.id, pe.name "
                "FROM photos ph JOIN people pe ON pe.id = ph.person_id WHERE ph.id BETWEEN ? AND ? ORDER BY ph.id",
                (now, who, ids.start, ids.stop - 1))
         return len(chunk)
+
+    def _add_people(self, tx: Tx, people: dict[str, int], names: set[str]) -> None:
+        """Create the people not yet in `people`, in one batch, and add their ids to it (ids only grow,
+        and the writer lock is held, so the new ones are those above the largest known)."""
+        new = sorted(names - people.keys())
+        if new:
+            known = max(people.values(), default=0)
+            tx.many("INSERT INTO people (name) VALUES (?)", [(name,) for name in new])
+            people.update(tx.all("SELECT name, id FROM people WHERE id > ?", (known,)))
+
 
     # -- the folder sync's bookkeeping
 
