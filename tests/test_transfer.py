@@ -319,10 +319,11 @@ def test_facewire_cache_is_not_an_export(tmp_path):
     assert "no array named 'names'" in refused(tmp_path / ".facewire-cache.npz").problem
 
 
-@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 broken", b"plain text"])
-def test_npz_empty_or_damaged_files(tmp_path, content):
+@pytest.mark.parametrize("content, problem", [(b"", "the file is empty"), (b"PK\x03\x04 broken", "not a readable .npz"),
+                                              (b"plain text", "not an .npz file")])
+def test_npz_empty_or_damaged_files(tmp_path, content, problem):
     (tmp_path / "bad.npz").write_bytes(content)
-    refused(tmp_path / "bad.npz")
+    assert problem in refused(tmp_path / "bad.npz").problem
 
 
 @pytest.mark.parametrize("name", ["known.txt", "known.json", "known", "known.dat"])
