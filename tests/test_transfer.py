@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from facewire.store import transfer
-from facewire.store.live import BadName, check_name
+from facewire.store.names import BadName, check_name
 from facewire.store.transfer import MAX_NORM, MIN_NORM, TransferError, read_encodings, write_encodings
 
 NAMES = ["grace_hopper", "José Ñúñez", "李小龍", "O'Brien, \"Pat\""]

@@ -23,13 +23,15 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from facewire.store.live import check_name
+from facewire.store.names import check_name
 
 FORMAT = "facewire-gallery"
 SCHEMA_VERSION = 1
 VECTOR_SIZE = 128
 VECTOR_DTYPE = np.dtype("<f4")
 CHANNEL = "facewire_gallery"
+IMPORTED = "imported"
+"""The encoder tag of imported encodings: they have no photo to re-encode, so every encoder uses them."""
 WRITER_LOCK = 0x66776462
 """The PostgreSQL advisory lock every write transaction holds, so that seq order is commit order."""
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -681,7 +683,8 @@ class Database:
         return row[0] if row else 0
 
     def snapshot(self, encoder: str) -> Snapshot:
-        """Every photo's vector for `encoder`, and the seq they are current as of, read in one transaction."""
+        """Every photo's vector for `encoder` (and every imported one), and the seq they are current as of,
+        read in one transaction."""
         ids, names, blobs = [], [], bytearray()
         interned: dict[str, str] = {}
         with self.transaction() as tx:
@@ -696,8 +699,8 @@ class Database:
     def _vectors(self, tx: Tx, encoder: str, columns: str) -> Iterator[tuple]:
         return self.backend.stream(
             self.conn, tx, f"SELECT {columns} FROM encodings e JOIN photos ph ON ph.id = e.photo_id "
-            "JOIN people pe ON pe.id = ph.person_id WHERE e.encoder = ? AND e.vector IS NOT NULL ORDER BY ph.id",
-            (encoder,))
+            "JOIN people pe ON pe.id = ph.person_id WHERE e.encoder IN (?, ?) AND e.vector IS NOT NULL ORDER BY ph.id",
+            (encoder, IMPORTED))
 
     def export(self, encoder: str) -> Iterator[tuple[str, np.ndarray]]:
         """(name, vector) of every photo encoded by `encoder`, streamed from one transaction."""
@@ -710,8 +713,8 @@ class Database:
         (None if it has none, or was removed since). Apply adds as upserts by photo id."""
         with self.transaction() as tx:
             rows = tx.all("SELECT c.seq, c.op, c.photo_id, c.person, e.vector FROM changes c "
-                          "LEFT JOIN encodings e ON c.op = 'add' AND e.photo_id = c.photo_id AND e.encoder = ? "
-                          "WHERE c.seq > ? ORDER BY c.seq", (encoder, seq))
+                          "LEFT JOIN encodings e ON c.op = 'add' AND e.photo_id = c.photo_id AND e.encoder IN (?, ?) "
+                          "WHERE c.seq > ? ORDER BY c.seq", (encoder, IMPORTED, seq))
         return [Change(s, op, photo_id, name, vector_from(v)) for s, op, photo_id, name, v in rows]
 
     def photos_needing(self, encoder: str) -> list[StoredPhoto]:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from facewire.faces import images
 from facewire.store.database import Database, FileRecord, NewPhoto
 from facewire.store.gallery import Photo, scan
-from facewire.store.live import BadName, check_name
+from facewire.store.names import BadName, check_name
 
 log = logging.getLogger(__name__)
 

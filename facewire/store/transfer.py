@@ -10,7 +10,7 @@ re-encoding a photo, and exports its own. Two formats, chosen by the file's exte
 
 Pickles (`.pkl`, `.pickle`, or any file starting with a pickle protocol 2-5 header) and `.npy`/`.npz`
 files holding Python objects are refused without being unpickled: the message shows the two lines
-of Python that convert a file the user trusts. Every name passes `live.check_name` (and comes back
+of Python that convert a file the user trusts. Every name passes `names.check_name` (and comes back
 as it returns it: stripped, NFC); every encoding has 128 finite values and a plausible norm. A bad
 file raises `TransferError`, naming the file, the row and the problem; nothing is returned partially.
 """
@@ -27,7 +27,7 @@ from typing import IO, Callable, Iterable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from facewire.files import write_atomically
-from facewire.store.live import BadName, check_name
+from facewire.store.names import BadName, check_name
 
 ENCODING_SIZE = 128
 MIN_NORM = 0.7
