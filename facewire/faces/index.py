@@ -3,14 +3,15 @@
 A `FaceIndex` has a *base*, built once, saved to a folder and memory-mapped back (so that a host's worker
 processes share its pages), and takes changes cheaply: added faces go to a small exact *delta* searched beside
 the base, and removed faces of the base become tombstones that no search returns. `save` merges both into a new
-base. Over EXACT_LIMIT faces the base is a faiss IVF-Flat index; bench/bench_index.py measured it against HNSW
-(faiss and usearch). Photos are named by the caller's int64 ids; this module knows nothing of where they come from.
+base. Over EXACT_LIMIT faces the base is searched in two steps: a faiss product-quantizer "fast scan" of every face
+(16 bytes each) shortlists candidates, and the float32 matrix re-ranks them exactly. bench/bench_index.py measured
+this against IVF-Flat, HNSW in faiss and HNSW in usearch. Photos are named by the caller's int64 ids: this module
+knows nothing of where they come from.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -30,12 +31,15 @@ EXACT_LIMIT = 100_000
 this machine's 2-core Xeon (bench/bench_index.py), 10^6 about 35 ms, over the 30 ms budget. Above the limit the base
 is an approximate index."""
 
-NPROBE = 128
-"""IVF lists scanned per query: the lowest power of two that kept the nearest photo for >= 99.9% of probes at
-10^6 clustered faces (bench/bench_index.py)."""
+PQ = "PQ32x4fs"
+"""The faiss index that shortlists: 32 sub-quantizers of 4 bits (16 bytes a face), scanned with SIMD (fast scan)."""
 
-TRAIN_PER_LIST = 40
-"""Training sample per IVF list for k-means (faiss warns below 39)."""
+SHORTLIST = 64
+"""Candidates per query re-ranked exactly, beyond the k asked for (bench/bench_index.py: the exact nearest photo was
+in the first 16 for every probe at 10^6 clustered faces)."""
+
+TRAIN_SAMPLE = 65_536
+"""Faces the product quantizer is trained on (16 centroids per sub-quantizer need few)."""
 
 CHUNK_BYTES = 16 << 20
 """Size of the distance block an exact scan holds at once (queries x gallery rows, float32)."""
@@ -115,8 +119,7 @@ class FaceIndex:
         self._names = names
         self._codes = {name: code for code, name in enumerate(names)}
         self._ann = ann
-        self._alive = np.packbits(np.ones(len(base.ids), bool), bitorder="little")
-        self._selector = _selector(self._alive, len(base.ids)) if ann is not None else None
+        self._alive = np.ones(len(base.ids), bool)
         self._dead = 0
         self._delta = _Delta()
         self.sequence = sequence
@@ -129,7 +132,7 @@ class FaceIndex:
               threads: int | None = None, sequence: str | int | None = None) -> FaceIndex:
         """An index of `vectors[i]` (float, (N, 128)), photo `ids[i]` (unique int64) of person `names[i]`.
 
-        Above `exact_limit` faces it trains an IVF-Flat index with `threads` (default: every core).
+        Above `exact_limit` faces it trains the shortlisting index with `threads` (default: every core).
         """
         ids, vectors = _check_faces(ids, names, vectors)
         if len(np.unique(ids)) != len(ids):
@@ -140,7 +143,7 @@ class FaceIndex:
         labels = np.array([codes[names[i]] for i in order], np.int32)
         vectors = vectors[order]
         rows = _Rows(ids[order], labels, vectors, np.einsum("ij,ij->i", vectors, vectors))
-        ann = _train_ivf(vectors, threads or os.cpu_count() or 1) if len(ids) > exact_limit else None
+        ann = _train_shortlist(vectors, threads or os.cpu_count() or 1) if len(ids) > exact_limit else None
         index = cls(rows, distinct, ann, sequence)
         index.exact_limit = exact_limit
         return index
@@ -170,7 +173,7 @@ class FaceIndex:
             if where == "delta":
                 self._delta.remove(photo_id)
             else:
-                self._alive[position >> 3] &= np.uint8(~(1 << (position & 7)) & 0xFF)
+                self._alive[position] = False
                 self._dead += 1
 
     def _find(self, photo_id: int) -> tuple[str, int] | None:
@@ -178,7 +181,7 @@ class FaceIndex:
         if photo_id in self._delta.slots:
             return "delta", self._delta.slots[photo_id]
         row = int(np.searchsorted(self._base.ids, photo_id))
-        if row < len(self._base.ids) and self._base.ids[row] == photo_id and self._alive[row >> 3] >> (row & 7) & 1:
+        if row < len(self._base.ids) and self._base.ids[row] == photo_id and self._alive[row]:
             return "base", row
         return None
 
@@ -216,14 +219,15 @@ class FaceIndex:
     def _search_base(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query, squared distance, row) of the base's k nearest live rows per query (more on exact ties)."""
         if self._ann is None:
-            alive = np.unpackbits(self._alive, count=len(self._base.ids), bitorder="little").view(bool)
-            return _exact(queries, self._base, k, alive if self._dead else None)
-        import faiss
-
-        params = faiss.SearchParametersIVF(nprobe=self._ann.nprobe, sel=self._selector if self._dead else None)
-        sq, rows = self._ann.search(queries, k, params=params)
+            return _exact(queries, self._base, k, self._alive if self._dead else None)
+        _, rows = self._ann.search(queries, min(len(self._base.ids), k + SHORTLIST + self._dead))
         query, column = np.nonzero(rows >= 0)
-        return query, sq[query, column], rows[query, column]
+        rows = rows[query, column]
+        keep = self._alive[rows]
+        query, rows = query[keep], rows[keep]
+        vectors = self._base.vectors[rows]
+        squared = self._base.norms[rows] + np.einsum("ij,ij->i", queries[query], queries[query] - 2.0 * vectors)
+        return query, squared, rows
 
     def names_of(self, ids: np.ndarray) -> list[list[str]]:
         """The name of each photo id in a (M, k) result of `search`; "" for the padding id -1."""
@@ -243,7 +247,7 @@ class FaceIndex:
     def save(self, folder: str | os.PathLike, sequence: str | int | None = None) -> None:
         """Write the faces present to a new `folder` (written beside it, then renamed into place).
 
-        Pending changes are first merged into a new base, which above the exact limit trains a new IVF index.
+        Pending changes are first merged into a new base, which above the exact limit trains a new shortlist.
         `sequence` (default: this index's) is stored in the header for the caller.
         """
         folder = Path(folder)
@@ -260,8 +264,7 @@ class FaceIndex:
 
     def _merged(self) -> FaceIndex:
         """A fresh index of the faces present, with the exact limit this one was built under."""
-        alive = np.unpackbits(self._alive, count=len(self._base.ids), bitorder="little").view(bool)
-        delta = self._delta.view()
+        alive, delta = self._alive, self._delta.view()
         ids = np.concatenate([self._base.ids[alive], delta.ids])
         labels = np.concatenate([self._base.labels[alive], delta.labels])
         vectors = np.concatenate([self._base.vectors[alive], delta.vectors])
@@ -277,12 +280,14 @@ class FaceIndex:
             _write_ann(self._ann, folder / ANN_FILE)
         files = sorted(p.name for p in folder.iterdir())
         header = {"format": FORMAT, "version": VERSION, "count": len(base.ids), "dim": DIM, "sequence": sequence,
-                  "library": _library(self._ann), "index": f"IVF{self._ann.nlist},Flat" if self._ann else "exact", "files": {name: (folder / name).stat().st_size for name in files}}
+                  "library": _library(self._ann), "index": PQ if self._ann else "exact", "files": {name: (folder / name).stat().st_size for name in files}}
         (folder / HEADER).write_text(json.dumps(header, indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> FaceIndex:
-        """The index saved in `folder`, its arrays and IVF lists memory-mapped read-only (shared between processes).
+        """The index saved in `folder`, its arrays memory-mapped read-only (so shared between processes).
+
+        The shortlist's codes (16 bytes a face) are read into memory: faiss maps only flat and IVF indexes.
 
         Raises IndexFolderError, naming the path, for a missing, corrupt or foreign folder.
         """
@@ -338,13 +343,12 @@ def _top_k(query: np.ndarray, squared: np.ndarray, ids: np.ndarray, count: int, 
 
 # --- the approximate base ------------------------------------------------------------------------------
 
-def _train_ivf(vectors: np.ndarray, threads: int) -> faiss.Index:
-    """An IVF-Flat index of `vectors` (ids = row numbers): 4 sqrt(N) lists, NPROBE of them scanned per query."""
+def _train_shortlist(vectors: np.ndarray, threads: int) -> faiss.Index:
+    """The PQ fast-scan index of `vectors` (its ids are row numbers), trained on a sample with `threads`."""
     import faiss
 
-    lists = 1 << round(math.log2(4 * math.sqrt(len(vectors))))
-    ann = faiss.index_factory(DIM, f"IVF{lists},Flat")
-    sample = np.random.default_rng(0).choice(len(vectors), min(len(vectors), TRAIN_PER_LIST * lists), replace=False)
+    ann = faiss.index_factory(DIM, PQ)
+    sample = np.random.default_rng(0).choice(len(vectors), min(len(vectors), TRAIN_SAMPLE), replace=False)
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads)
     try:
@@ -352,15 +356,7 @@ def _train_ivf(vectors: np.ndarray, threads: int) -> faiss.Index:
         ann.add(vectors)
     finally:
         faiss.omp_set_num_threads(before)
-    ann.nprobe = NPROBE
     return ann
-
-
-def _selector(alive: np.ndarray, count: int) -> faiss.IDSelector:
-    """A faiss selector of the rows whose bit is set in `alive` (it reads the array, so it follows its changes)."""
-    import faiss
-
-    return faiss.IDSelectorBitmap(count, faiss.swig_ptr(alive))
 
 
 def _library(ann: faiss.Index | None) -> str:
@@ -379,16 +375,15 @@ def _write_ann(ann: faiss.Index, path: Path) -> None:
 
 
 def _read_ann(path: Path, count: int) -> faiss.Index:
-    """The IVF index at `path`, its inverted lists memory-mapped (IO_FLAG_MMAP)."""
+    """The shortlisting index at `path`, checked against the header's count."""
     import faiss
 
     try:
-        ann = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        ann = faiss.read_index(str(path), faiss.IO_FLAG_READ_ONLY)
     except RuntimeError as error:
         raise IndexFolderError(f"{path}: not a faiss index ({str(error).splitlines()[0]})") from None
     if ann.ntotal != count or ann.d != DIM:
         raise IndexFolderError(f"{path}: holds {ann.ntotal} x {ann.d}, the header says {count} x {DIM}")
-    ann.nprobe = NPROBE
     return ann
 
 
