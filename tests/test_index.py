@@ -142,17 +142,33 @@ def test_removed_faces_are_never_returned_and_the_rest_stay_exact(exact_limit):
     gone = np.zeros(3_000, bool)
     gone[np.random.default_rng(1).choice(3_000, 1_500, replace=False)] = True
     index.remove(ids[gone][:700])
-    index.add(np.array([77_777]), ["late"], vectors[:1])
+    index.add(np.array([77_777]), ["late"], vectors[:1] + 0.01)
     index.remove(ids[gone][700:])
     queries = vectors[gone][:100]  # each the exact place of a removed photo
     distances, found = index.search(queries, 30)
     assert not np.isin(found, ids[gone]).any() and len(index) == 1_501
-    live_ids, live = np.append(ids[~gone], 77_777), np.concatenate([vectors[~gone], vectors[:1]])
+    live_ids, live = np.append(ids[~gone], 77_777), np.concatenate([vectors[~gone], vectors[:1] + 0.01])
     expected_d, expected_i = reference(queries, live_ids, live, 30)
-    agree = (found[:, 0] == expected_i[:, 0]).mean()
-    assert agree == 1.0 if index.exact else agree >= 0.99
-    np.testing.assert_allclose(distances[:, 0][found[:, 0] == expected_i[:, 0]],
-                               expected_d[:, 0][found[:, 0] == expected_i[:, 0]], atol=1e-3)
+    agree = found == expected_i
+    if index.exact:
+        assert agree.all()
+    else:  # the neighbours a knn vote can count (within any tolerance up to 0.6) are right; farther ones, all
+        near = expected_d < 0.6  # about equally far, may come in another order
+        assert near.sum() > 100 and agree[near].mean() >= 0.99 and agree[:, 0].all()
+    np.testing.assert_allclose(distances[agree], expected_d[agree], atol=1e-3)
+
+
+def test_added_faces_stay_findable_whatever_order_they_are_removed_in():
+    index, ids, vectors = gallery(200)
+    new = vectors[:20] + 0.003
+    index.add(np.arange(20) + 10_000, [f"new{i}" for i in range(20)], new)
+    for photo_id in [10_005, 10_000, 10_019, 10_007]:  # the first, the last and middle ones of the delta
+        index.remove([photo_id])
+    left = [i for i in range(20) if i + 10_000 not in (10_005, 10_000, 10_019, 10_007)]
+    assert index.search(new[left], 1)[1][:, 0].tolist() == [i + 10_000 for i in left]
+    assert [index.name_of(i + 10_000) for i in left] == [f"new{i}" for i in left]
+    index.remove([10_001, 10_018])  # ids that moved inside the delta can still be removed
+    assert 10_001 not in index.search(new[1:2], 5)[1] and len(index) == 214
 
 
 # --- saving and loading -------------------------------------------------------------------------------
@@ -184,6 +200,20 @@ def test_saving_after_changes_merges_them(tmp_path, exact_limit):
     assert not np.isin(loaded.search(vectors[:10], 20)[1], ids[:10]).any()
     with pytest.raises(FileExistsError, match="v2"):
         index.save(tmp_path / "v2")
+
+
+def test_a_failed_save_leaves_no_folder(tmp_path, monkeypatch):
+    index, _, _ = gallery(100)
+
+    def fail(path, array, allow_pickle):  # the disk fills up after the first array
+        if "ids" not in str(path):
+            raise OSError("No space left on device")
+        Path(path).write_bytes(b"partial")
+
+    monkeypatch.setattr(index_module.np, "save", fail)
+    with pytest.raises(OSError, match="No space"):
+        index.save(tmp_path / "full")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("exact_limit", [index_module.EXACT_LIMIT, APPROXIMATE])

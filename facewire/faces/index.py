@@ -205,7 +205,9 @@ class FaceIndex:
         """The k nearest faces of each query (float, (M, 128)): Euclidean distances (M, k) and photo ids (M, k).
 
         Each row is sorted by distance, then by id. With fewer than k faces present, a row ends with
-        distance inf and id -1.
+        distance inf and id -1. Over the exact limit, the nearest photo is the exact one for >= 99.9% of queries
+        (bench/bench_index.py), and so are the photos near it; far neighbours (other people, all about equally
+        far) may be missing or out of order.
         """
         queries = np.ascontiguousarray(queries, np.float32)
         if queries.ndim != 2 or queries.shape[1] != DIM or k < 1:
