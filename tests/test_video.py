@@ -27,7 +27,7 @@ from .peers import Peer, deadline, marked, recognized, wait_until
 @pytest.fixture(scope="module")
 def video_server(shared_faces, tmp_path_factory):
     folder = tmp_path_factory.mktemp("video")
-    with ServerProcess(shared_faces / "video", folder / "server.log", "--cache", str(folder / "cache.npz")) as server:
+    with ServerProcess(shared_faces / "video", folder / "server.log", "--db", f"sqlite:///{folder / 'cache.db'}") as server:
         yield server
 
 

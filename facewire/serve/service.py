@@ -18,8 +18,8 @@ from facewire.faces import draw, images
 from facewire.faces.matching import UNKNOWN, Match, MatchSettings, match_faces
 from facewire.faces.recognize import SAME_FACE_IOU, Box, detect_faces, detect_faces_near, encode_faces, iou
 from facewire.serve.track import Tracker, Vouch
-from facewire.store.gallery import Gallery
-from facewire.store.live import EnrolError, GalleryStore
+from facewire.store.live import GalleryStore
+from facewire.store.names import EnrolError
 from facewire.wire import protocol
 from facewire.wire.keys import ANONYMOUS, Sender
 from facewire.wire.protocol import FaceResult, Request
@@ -69,11 +69,13 @@ class Service:
             return protocol.pack_error("internal", "the server failed on this request; see its log", request.request_id)
 
     def ping(self, request: Request) -> Reply:
-        return self._reply(request, self._counts(self.store.current()))
+        self.store.current()
+        return self._reply(request, self._counts())
 
     def reload(self, request: Request, who: str) -> Reply:
         log.info("reload asked by %s", who)
-        return self._reply(request, self._counts(self.store.reload()))
+        self.store.reload()
+        return self._reply(request, self._counts())
 
     def list_people(self, request: Request) -> Reply:
         return self._reply(request, {"people": self.store.people()})
@@ -105,9 +107,8 @@ class Service:
         encodings = (encode_faces(images.to_rgb(request.image), fresh, self.store.settings) if fresh
                      else np.empty((0, 128)))  # every face tracked: not even a colour conversion
         clock.lap("encode")
-        gallery = self.store.current()
         settings = replace(self.matching, tolerance=tolerance)
-        new = iter(match_faces(encodings, gallery.encodings, gallery.names, settings))
+        new = iter(match_faces(encodings, self.store.current(), None, settings))
         matches = [next(new) if vouch is None else vouch.match(tolerance) for vouch in known]
         clock.lap("match")
         annotated = None
@@ -140,9 +141,8 @@ class Service:
         head = {"op": request.op} if request.request_id is None else {"op": request.op, "id": request.request_id}
         return protocol.pack_reply({**head, **body}, image, request.encoding)
 
-    @staticmethod
-    def _counts(gallery: Gallery) -> dict[str, Any]:
-        return {"version": __version__, "people": len(gallery.people), "photos": len(gallery.names)}
+    def _counts(self) -> dict[str, Any]:
+        return {"version": __version__, "people": len(self.store.people()), "photos": len(self.store.current())}
 
 
 OPS: dict[str, Callable[..., Reply]] = {

@@ -23,7 +23,8 @@ from facewire.serve.forkserver import in_child, serve_forks
 from facewire.serve.gateway import gateway_beside
 from facewire.serve.service import Service
 from facewire.serve.track import Tracker, server_secret
-from facewire.store.live import GalleryStore
+from facewire.store.database import DatabaseError, redact
+from facewire.store.live import GalleryStore, prepare
 from facewire.wire.keys import KeysError, NoKeys, Sender, ServerKeys, load_client_keys, load_server_keys
 from facewire.wire.transport import is_public, open_socket
 
@@ -92,12 +93,26 @@ def tracker() -> Tracker:
         raise SystemExit(str(exc)) from None
 
 
+def prepare_gallery(config: Config) -> None:
+    """Sync the folder into the gallery database, re-encode what the encoder lacks, save the index of a big gallery."""
+    stats = prepare(config.gallery_db(), config.gallery_folder(), config.detector)
+    synced = stats.sync
+    log.info("gallery %s%s: %s%d photos re-encoded, %s, in %.2f s", redact(config.gallery_db()),
+             f" and folder {config.known_faces}" if synced else "",
+             f"{synced.seen} files ({synced.unchanged} unchanged, {synced.added} added, {synced.removed} removed, "
+             f"{synced.skipped} skipped), " if synced else "", stats.reencoded,
+             "index saved" if stats.saved_index is not None else "no index saved", stats.seconds)
+
+
 def open_store(config: Config) -> GalleryStore:
-    """The gallery, loaded (encoding what the cache lacks) and kept in step with the disk."""
-    store = GalleryStore(config.known_faces, config.detector, config.cache)
-    stats = store.stats
-    log.info("gallery %s: %d photos, %d encoded, %d from cache, %d skipped, loaded in %.2f s",
-             config.known_faces, stats.photos, stats.encoded, stats.from_cache, len(stats.skipped), stats.seconds)
+    """The gallery database as this worker sees it, its index loaded and kept in step with every change."""
+    started = time.perf_counter()
+    try:
+        store = GalleryStore.open(config.gallery_db(), config.gallery_folder(), config.detector)
+    except DatabaseError as exc:
+        raise SystemExit(str(exc)) from None
+    log.info("gallery loaded: %d faces at seq %d (%s), in %.2f s", len(store.index), store.seq,
+             "exact" if store.index.exact else "indexed", time.perf_counter() - started)
     return store
 
 
@@ -119,9 +134,9 @@ def run_single(config: Config, service: Service, started: float) -> None:
                                  max_bytes=config.limits.max_frame_bytes, serving=True)
         except zmq.ZMQError as exc:
             raise SystemExit(f"cannot bind {config.bind}: {exc}") from None
-        gallery, endpoint = service.store.gallery, socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        people, endpoint = service.store.people(), socket.getsockopt_string(zmq.LAST_ENDPOINT)
         log.info("ready on %s: %d people, %d photos, in %.2f s", endpoint,
-                 len(gallery.people), len(gallery.names), time.monotonic() - started)
+                 len(people), len(service.store.index), time.monotonic() - started)
         with gateway_beside(config, endpoint):
             serve(service, socket, stop)
     context.term()
@@ -184,15 +199,13 @@ def exit_with_parent(stop: threading.Event, parent: int) -> None:
 
 
 def run_template(config: Config) -> None:
-    """Load the models, warm the gallery's cache in a child, then fork a worker whenever asked.
+    """Load the models, prepare the gallery database in a child, then fork a worker whenever asked.
 
     The template itself computes nothing (see forkserver.py), and each worker opens its own
     store, ONNX Runtime session and ZeroMQ context after the fork."""
-    if not config.known_faces.is_dir():
-        raise SystemExit(f"no gallery folder {config.known_faces}")
     signer = tracker()
     load_models(config.detector, fork_safe=True)
-    in_child(lambda: open_store(config))
+    in_child(lambda: prepare_gallery(config))
     template = os.getpid()
 
     serve_forks(prepare=lambda: load_models(config.detector),  # what cannot be shared: the ONNX Runtime session

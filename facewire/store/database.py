@@ -394,6 +394,14 @@ def backend_for(url: str) -> SqliteBackend | PostgresBackend:
     raise ValueError(f"unsupported gallery database URL {redact(url)!r}: use sqlite:///PATH or postgresql://...")
 
 
+DEFAULT_DB_NAME = ".facewire.db"
+
+
+def default_db_url(known_faces: Path) -> str:
+    """The gallery database of a folder when no --db is given: a SQLite file inside it."""
+    return f"sqlite:///{(Path(known_faces) / DEFAULT_DB_NAME).resolve()}"
+
+
 def open_database(url: str, create: bool = True) -> Database:
     """Open (and with `create`, make) the gallery database at `url`; DatabaseError if it is unusable."""
     backend = backend_for(url)
