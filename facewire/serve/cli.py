@@ -19,7 +19,15 @@ from facewire.config import DEFAULT_BIND, Config, Gateway, Security
 from facewire.faces.matching import METHODS, MatchSettings
 from facewire.faces.recognize import ENCODERS, DetectorSettings, dlib_description, encoder_description, load_models
 from facewire.serve.supervisor import run_supervisor
-from facewire.serve.worker import build_service, configure_logging, prepare_gallery, run_single, run_worker, tracker
+from facewire.serve.worker import (
+    build_service,
+    check_gallery_db,
+    configure_logging,
+    prepare_gallery,
+    run_single,
+    run_worker,
+    tracker,
+)
 from facewire.wire.protocol import DEFAULT_MAX_PIXELS, Limits
 
 log = logging.getLogger("facewire")
@@ -146,6 +154,7 @@ def main() -> None:
     signer = tracker()  # made once here: local workers inherit its secret in their environment (not in ps)
     if not args.worker:
         log.info("running %s", dlib_description())
+    check_gallery_db(config)
     if not args.worker and config.workers != 1:
         run_supervisor(config, started)
         return

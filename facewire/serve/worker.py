@@ -23,7 +23,7 @@ from facewire.serve.forkserver import in_child, serve_forks
 from facewire.serve.gateway import gateway_beside
 from facewire.serve.service import Service
 from facewire.serve.track import Tracker, server_secret
-from facewire.store.database import DatabaseError, redact
+from facewire.store.database import DatabaseError, open_database, redact
 from facewire.store.live import GalleryStore, prepare
 from facewire.wire.keys import KeysError, NoKeys, Sender, ServerKeys, load_client_keys, load_server_keys
 from facewire.wire.transport import is_public, open_socket
@@ -91,6 +91,14 @@ def tracker() -> Tracker:
         return Tracker(server_secret())
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+
+
+def check_gallery_db(config: Config) -> None:
+    """Open the gallery database once (creating it if need be), or exit with what is wrong with it."""
+    try:
+        open_database(config.gallery_db()).close()
+    except DatabaseError as exc:
+        raise SystemExit(f"cannot use the gallery database: {exc}") from None
 
 
 def prepare_gallery(config: Config) -> None:

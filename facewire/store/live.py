@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,10 +32,10 @@ from facewire.faces import images
 from facewire.faces.index import FaceIndex
 from facewire.faces.recognize import DetectorSettings, box_area, find_faces
 from facewire.files import write_atomically
-from facewire.store.database import Database, NewPhoto, PostgresBackend, open_database
+from facewire.store.database import Database, FileRecord, NewPhoto, PostgresBackend, open_database
 from facewire.store.gallery import scan
 from facewire.store.names import BadPhoto, NotFound, check_name
-from facewire.store.sync import SyncStats, sync_folder
+from facewire.store.sync import SyncStats, folder_origin, sync_folder
 
 log = logging.getLogger(__name__)
 
@@ -265,11 +266,16 @@ class GalleryStore:
         if not ok:
             raise images.ImageError("could not encode the photo")
         photo, sha256 = data.tobytes(), hashlib.sha256(data.tobytes()).hexdigest()
-        self.db.add_photo(NewPhoto(name, photo, sha256, "api", encoder_tag(self.settings), 1, faces[0].encoding), who)
-        if self.known_dir is not None:
-            folder = self.known_dir / name
-            folder.mkdir(exist_ok=True)
-            write_atomically(folder / f"{sha256[:16]}.jpg", lambda f: f.write(photo))
+        new = NewPhoto(name, photo, sha256, "api", encoder_tag(self.settings), 1, faces[0].encoding)
+        if self.known_dir is None:
+            self.db.add_photo(new, who)
+        else:  # the mirror file first, then the photo and the file's record in one transaction
+            mirror = self.known_dir / name / f"{sha256[:16]}.jpg"
+            mirror.parent.mkdir(exist_ok=True)
+            write_atomically(mirror, lambda f: f.write(photo))
+            stat = mirror.stat()
+            record = FileRecord(f"{name}/{mirror.name}", stat.st_size, stat.st_mtime_ns, sha256)
+            self.db.record_file(folder_origin(self.known_dir, socket.gethostname()), record, new, who)
         self.refresh()
         log.info("enrolled a photo of %s (by %s)", name, who)
         return self.people().get(name, 0)
