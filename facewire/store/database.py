@@ -392,6 +392,17 @@ def backend_for(url: str) -> SqliteBackend | PostgresBackend:
     raise ValueError(f"unsupported gallery database URL {redact(url)!r}: use sqlite:///PATH or postgresql://...")
 
 
+IMPORTED = "imported"
+"""The encoder tag of imported vectors: they have no photo to re-encode, so the server matches them
+whatever encoder it runs."""
+
+
+def default_db_url(known_faces: Path) -> str:
+    """The gallery database used when none is named: `.facewire.db` inside the known-faces folder,
+    as an absolute sqlite:/// URL (the server and the `facewire-gallery` command agree on it)."""
+    return f"sqlite:///{Path(known_faces).absolute() / '.facewire.db'}"
+
+
 def open_database(url: str, create: bool = True) -> Database:
     """Open (and with `create`, make) the gallery database at `url`; DatabaseError if it is unusable."""
     backend = backend_for(url)
