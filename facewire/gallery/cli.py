@@ -141,10 +141,7 @@ def run_import(args: argparse.Namespace) -> None:
     start, url = time.monotonic(), database_url(args)
     encodings = read_encodings(args.file)
     with open_database(url) as db:
-        try:
-            count = db.import_vectors(zip(encodings.names, encodings.encodings), who=args.who, encoder=IMPORTED)
-        except ValueError as exc:
-            raise GalleryError(f"{args.file}: {exc}") from None
+        count = db.import_vectors(zip(encodings.names, encodings.encodings), who=args.who, encoder=IMPORTED)
     print(f"imported {count} encodings of {len(set(encodings.names))} people from {args.file} into {redact(url)} "
           f"({time.monotonic() - start:.2f} s)")
 
