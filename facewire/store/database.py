@@ -398,8 +398,9 @@ DEFAULT_DB_NAME = ".facewire.db"
 
 
 def default_db_url(known_faces: Path) -> str:
-    """The gallery database of a folder when no --db is given: a SQLite file inside it."""
-    return f"sqlite:///{(Path(known_faces) / DEFAULT_DB_NAME).resolve()}"
+    """The gallery database used when none is named: DEFAULT_DB_NAME inside the known-faces folder,
+    as an absolute sqlite:/// URL (the server and the `facewire-gallery` command agree on it)."""
+    return f"sqlite:///{Path(known_faces).absolute() / DEFAULT_DB_NAME}"
 
 
 def open_database(url: str, create: bool = True) -> Database:
