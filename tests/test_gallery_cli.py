@@ -134,7 +134,8 @@ def test_export_round_trip_in_photo_order_imported_and_default_encoder(database_
     assert list(again.names) == expected_names and np.array_equal(again.encodings, expected)
     ok(gallery("export", tmp_path / "older.csv", "--db", database_url, "--encoder", "an-older-encoder"))
     older = read_encodings(tmp_path / "older.csv")
-    assert older.names == ("dave",) and np.array_equal(older.encodings.astype(np.float32), extra[1:])
+    assert older.names == (*names, "dave", *last_names)  # that encoder's vectors, and the imported ones
+    assert np.array_equal(older.encodings.astype(np.float32), np.concatenate([vectors, extra[1:], last]))
 
 
 PICKLE = b"\x80\x04\x95" + bytes(16)

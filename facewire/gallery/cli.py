@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from facewire.faces.recognize import DetectorSettings
 from facewire.store.database import (
     IMPORTED,
@@ -147,25 +145,14 @@ def run_import(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    """Write the vectors of the chosen encoders, in photo order, to an .npz or .csv file."""
+    """Write the vectors of one encoder, and every imported one, in photo order, to an .npz or .csv file."""
     url = database_url(args)
-    tags = [args.encoder] if args.encoder else [IMPORTED, DetectorSettings().cache_tag()]
+    tag = args.encoder or DetectorSettings().cache_tag()
     with open_existing(url) as db:
-        names, vectors = gather(db, tags)
-    count = write_encodings(args.file, (names, vectors))
-    print(f"exported {count} encodings of {len(set(names))} people (encoders: {', '.join(tags)}) "
+        snapshot = db.snapshot(tag)  # one transaction: the encoder's vectors and the imported ones
+    count = write_encodings(args.file, (snapshot.names, snapshot.vectors))
+    print(f"exported {count} encodings of {len(set(snapshot.names))} people (encoders: {IMPORTED}, {tag}) "
           f"from {redact(url)} to {args.file}")
-
-
-def gather(db: Database, tags: list[str]) -> tuple[list[str], np.ndarray]:
-    """(names, N x 128 vectors) of every photo encoded by any of `tags`, in photo order, each photo once
-    (the first tag's vector when it has several)."""
-    snapshots = [db.snapshot(tag) for tag in tags]
-    ids = np.concatenate([snapshot.photo_ids for snapshot in snapshots])
-    names = [name for snapshot in snapshots for name in snapshot.names]
-    vectors = np.concatenate([snapshot.vectors for snapshot in snapshots])
-    order = np.unique(ids, return_index=True)[1]
-    return [names[i] for i in order], vectors[order]
 
 
 def run_list(args: argparse.Namespace) -> None:
