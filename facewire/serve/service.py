@@ -69,7 +69,6 @@ class Service:
             return protocol.pack_error("internal", "the server failed on this request; see its log", request.request_id)
 
     def ping(self, request: Request) -> Reply:
-        self.store.current()
         return self._reply(request, self._counts())
 
     def reload(self, request: Request, who: str) -> Reply:
@@ -142,7 +141,8 @@ class Service:
         return protocol.pack_reply({**head, **body}, image, request.encoding)
 
     def _counts(self) -> dict[str, Any]:
-        return {"version": __version__, "people": len(self.store.people()), "photos": len(self.store.current())}
+        people, photos = self.store.counts()
+        return {"version": __version__, "people": people, "photos": photos}
 
 
 OPS: dict[str, Callable[..., Reply]] = {

@@ -142,9 +142,8 @@ def run_single(config: Config, service: Service, started: float) -> None:
                                  max_bytes=config.limits.max_frame_bytes, serving=True)
         except zmq.ZMQError as exc:
             raise SystemExit(f"cannot bind {config.bind}: {exc}") from None
-        people, endpoint = service.store.people(), socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        log.info("ready on %s: %d people, %d photos, in %.2f s", endpoint,
-                 len(people), len(service.store.index), time.monotonic() - started)
+        (people, photos), endpoint = service.store.counts(), socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        log.info("ready on %s: %d people, %d photos, in %.2f s", endpoint, people, photos, time.monotonic() - started)
         with gateway_beside(config, endpoint):
             serve(service, socket, stop)
     context.term()

@@ -672,6 +672,17 @@ class Database:
                           "GROUP BY pe.name ORDER BY pe.name")
         return dict(rows)
 
+    def people_count(self) -> int:
+        """How many people there are: one count, no grouping (cheap enough for every ping)."""
+        with self.transaction() as tx:
+            return tx.value("SELECT count(*) FROM people")
+
+    def photo_count(self, name: str) -> int:
+        """How many photos `name` has (0 for nobody): one count over the person's index entries."""
+        with self.transaction() as tx:
+            return tx.value("SELECT count(*) FROM photos ph JOIN people pe ON pe.id = ph.person_id WHERE pe.name = ?",
+                            (name,))
+
     def first_photo(self, name: str) -> bytes | None:
         """The bytes of a person's first photo that has any (None: no such person, or only imports)."""
         with self.transaction() as tx:

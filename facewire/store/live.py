@@ -252,8 +252,12 @@ class GalleryStore:
         return (self.known_dir.stat().st_mtime_ns, *sorted((p.name, p.stat().st_mtime_ns) for p in folders))
 
     def people(self) -> dict[str, int]:
-        """Each person's name and photo count."""
+        """Each person's name and photo count (a query over every photo: for `list`, not for every request)."""
         return self.db.people()
+
+    def counts(self) -> tuple[int, int]:
+        """How many people the database has, and how many faces this worker matches against."""
+        return self.db.people_count(), len(self.current())
 
     def enrol(self, name: str, image: np.ndarray, who: str = "local") -> int:
         """Add a photo with exactly one face of `name` (one transaction, logged with `who`); on a host with
@@ -278,7 +282,7 @@ class GalleryStore:
             self.db.record_file(folder_origin(self.known_dir, socket.gethostname()), record, new, who)
         self.refresh()
         log.info("enrolled a photo of %s (by %s)", name, who)
-        return self.people().get(name, 0)
+        return self.db.photo_count(name)
 
     def remove(self, name: str, who: str = "local") -> int:
         """Remove a person: every photo (one transaction, logged with `who`), and this host's files of them."""
@@ -302,7 +306,7 @@ class GalleryStore:
         name = check_name(name)
         data = self.db.first_photo(name)
         if data is None:
-            raise NotFound(f"no photo of {name}" + (" (only imported encodings)" if name in self.people() else
+            raise NotFound(f"no photo of {name}" + (" (only imported encodings)" if self.db.photo_count(name) else
                                                     ": no person of that name"))
         image = images.to_bgr(images.decode_image(data))
         scale = THUMBNAIL / max(image.shape[:2])
