@@ -292,6 +292,8 @@ class Enrolment:
     named: list[float] = field(default_factory=list)
     first: list[float] = field(default_factory=list)
     request: list[float] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)
+    """How many batches each enrolment took until a whole batch named it (1: the first batch after the reply)."""
 
 
 def until_named(client: Client, image: np.ndarray, name: str, workers: int, enrolled: float,
@@ -299,7 +301,7 @@ def until_named(client: Client, image: np.ndarray, name: str, workers: int, enro
     """Send `image` in batches of 2 x workers, all in flight at once (the broker deals them round-robin, so each
     worker gets two), until a whole batch names `name`; record when that batch ended and when a reply first named it."""
     run, first = 2 * workers, None
-    for _ in range(50):
+    for batch in range(1, 51):
         sent, named = time.perf_counter(), 0
         for result in client.recognize_many([image] * run, in_flight=run, annotate=False):
             now = time.perf_counter()
@@ -311,6 +313,7 @@ def until_named(client: Client, image: np.ndarray, name: str, workers: int, enro
         if named == run:
             found.named.append((now - enrolled) * 1000)
             found.first.append((first - enrolled) * 1000)
+            found.batches.append(batch)
             return
     raise RuntimeError(f"{name} not named by a whole batch of {run} requests in 50 batches")
 
@@ -435,7 +438,8 @@ def postgres_row(faces: int, gallery: Gallery, workers: int, admin_url: str) -> 
 
 HEADER = ("| faces | backend | import s | ready 1st s | ready 2nd s | index | recall@1 | match ms/face p50 / p99 "
           "| exact numpy ms p50 / p99 | worker RSS MB | of which file-backed | worker private MB | worker PSS MB "
-          "| host PSS MB | enrol ms p50 / p99 | named by all ms p50 / p99 (first named) | row s |")
+          "| host PSS MB | enrol ms p50 / p99 | named by all ms p50 / p99 (first named) | first batch named by all "
+          "| row s |")
 
 
 def note(text: str) -> None:
@@ -475,7 +479,8 @@ def table_row(row: Row) -> str:
              f"{row.memory.host:.0f}",
              judged(pair(row.enrol.enrol, 0), t, "enrol", p99["enrol"] <= t.get("enrol", 0)),
              judged(pair(row.enrol.named, 0), t, "named", p99["named"] <= t.get("named", 0))
-             + f" ({pair(row.enrol.first, 0)})", f"{row.seconds:.0f}"]
+             + f" ({pair(row.enrol.first, 0)})",
+             f"{sum(batch == 1 for batch in row.enrol.batches)} of {len(row.enrol.batches)}", f"{row.seconds:.0f}"]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -492,7 +497,7 @@ def unready_row(row: Row, t: dict) -> str:
     cells = [f"{row.faces:,}", row.backend, f"{row.import_s:.1f}", *ready_cells(row, t),
              judged(row.index, t, "exact", row.index.startswith("exact")),
              judged(f"{row.recall:.2%}", t, "recall", row.recall >= t.get("recall", 0)),
-             skipped, *[""] * 8, f"{row.seconds:.0f}"]
+             skipped, *[""] * 9, f"{row.seconds:.0f}"]
     return "| " + " | ".join(cells) + " |"
 
 
