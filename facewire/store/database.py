@@ -235,7 +235,8 @@ class SqliteBackend:
             raise DatabaseError(f"{self.name}: no such gallery database")
         check_sqlite_file(self.path)
         try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                                   check_same_thread=False)  # one user at a time, maybe not its maker
         except sqlite3.Error as exc:
             raise DatabaseError(f"{self.name}: cannot open: {exc}") from exc
         try:
