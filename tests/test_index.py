@@ -56,7 +56,9 @@ def test_exact_search_equals_brute_force_with_ties_and_fewer_faces_than_k(monkey
     vectors[90:] = vectors[0]  # many photos tied with one another, more than some k
     ids = rng.permutation(1000)[:120].astype(np.int64)
     queries = np.concatenate([vectors[:6], rng.integers(-2, 3, size=(10, 128)) / 4.0])  # 16 queries
-    index = FaceIndex.build(ids, ["x"] * 120, vectors)
+    index = FaceIndex.build(ids[:110], ["x"] * 110, vectors[:110])
+    index.add(ids[110:] - 1000, ["y"] * 10, vectors[110:])  # in the delta, tied with the base, with lower ids
+    ids[110:] -= 1000
     distances, found = index.search(queries, k)
     expected_d, expected_i = reference(queries, ids, vectors, k)
     assert index.exact and distances.shape == found.shape == (16, k)
@@ -265,6 +267,21 @@ def test_a_foreign_array_file_is_refused(tmp_path):
 
 
 # --- matching -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("exact_limit", [index_module.EXACT_LIMIT, APPROXIMATE])
+def test_a_knn_vote_over_an_index_outvotes_an_odd_nearest_photo(exact_limit):
+    vectors = np.random.default_rng(5).normal(size=(504, 128)).astype(np.float32)  # 500 strangers, far away
+    vectors[:4] = 0.0
+    vectors[0, 0] = 0.30  # bob's one photo is the nearest...
+    vectors[[1, 2, 3], [1, 2, 3]] = 0.32  # ...but ann has three nearly as near
+    names = ["bob", "ann", "ann", "ann"] + [f"stranger{i}" for i in range(500)]
+    index = FaceIndex.build(np.arange(504), names, vectors, exact_limit=exact_limit)
+    assert index.exact == (exact_limit > 504)
+    probe = np.zeros((1, 128), np.float32)
+    for settings, expected in [(MatchSettings(0.6), "bob"), (MatchSettings(0.6, "knn"), "ann"),  # default k: 22
+                               (MatchSettings(0.6, "knn", 4), "ann"), (MatchSettings(0.6, "knn", 1), "bob")]:
+        assert match_faces(probe, index, None, settings)[0].name == expected
+        assert match_faces(probe, vectors, names, settings)[0].name == expected
 
 @pytest.mark.parametrize("settings", [MatchSettings(0.6), MatchSettings(0.45), MatchSettings(0.6, "knn"),
                                       MatchSettings(0.6, "knn", 5), MatchSettings(0.35, "knn", 3)])

@@ -38,6 +38,9 @@ SHORTLIST = 64
 """Candidates per query re-ranked exactly, beyond the k asked for (bench/bench_index.py: the exact nearest photo was
 in the first 16 for every probe at 10^6 clustered faces)."""
 
+SMALLEST_APPROXIMATE = 256
+"""Fewer faces are searched exactly whatever the limit: the quantizer needs a few hundred to train on."""
+
 TRAIN_SAMPLE = 65_536
 """Faces the product quantizer is trained on (16 centroids per sub-quantizer need few)."""
 
@@ -132,7 +135,7 @@ class FaceIndex:
               threads: int | None = None, sequence: str | int | None = None) -> FaceIndex:
         """An index of `vectors[i]` (float, (N, 128)), photo `ids[i]` (unique int64) of person `names[i]`.
 
-        Above `exact_limit` faces it trains the shortlisting index with `threads` (default: every core).
+        Above `exact_limit` faces (and SMALLEST_APPROXIMATE) it trains the shortlisting index with `threads` (default: every core).
         """
         ids, vectors = _check_faces(ids, names, vectors)
         if len(np.unique(ids)) != len(ids):
@@ -143,7 +146,7 @@ class FaceIndex:
         labels = np.array([codes[names[i]] for i in order], np.int32)
         vectors = vectors[order]
         rows = _Rows(ids[order], labels, vectors, np.einsum("ij,ij->i", vectors, vectors))
-        ann = _train_shortlist(vectors, threads or os.cpu_count() or 1) if len(ids) > exact_limit else None
+        ann = _train_shortlist(vectors, threads or os.cpu_count() or 1) if len(ids) > max(exact_limit, SMALLEST_APPROXIMATE) else None
         index = cls(rows, distinct, ann, sequence)
         index.exact_limit = exact_limit
         return index
