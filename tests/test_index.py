@@ -26,7 +26,8 @@ def clustered(people: int, photos: int, probes: int, seed: int = 0) -> tuple[np.
     return vectors.astype(np.float32), owner, probes.astype(np.float32)
 
 
-def gallery(n: int, seed: int = 0, exact_limit: int = index_module.EXACT_LIMIT) -> tuple[FaceIndex, np.ndarray, np.ndarray]:
+def gallery(n: int, seed: int = 0,
+            exact_limit: int = index_module.EXACT_LIMIT) -> tuple[FaceIndex, np.ndarray, np.ndarray]:
     """An index of n clustered faces under shuffled ids (5 photos a person), with its ids and vectors."""
     vectors, owner, _ = clustered(max(1, n // 5), 5, 0, seed)
     vectors, owner = vectors[:n], owner[:n]
@@ -186,7 +187,8 @@ def test_save_and_load_give_the_same_answers(tmp_path, exact_limit):
         np.testing.assert_array_equal(a, b)
     assert loaded.names_of(index.search(queries, 5)[1]) == index.names_of(index.search(queries, 5)[1])
     header = json.loads((tmp_path / "v1" / "header.json").read_text())
-    assert header["count"] == 2_000 and header["library"].startswith("faiss-cpu " if exact_limit == APPROXIMATE else "numpy ")
+    library = "faiss-cpu " if exact_limit == APPROXIMATE else "numpy "
+    assert header["count"] == 2_000 and header["library"].startswith(library)
     assert list(tmp_path.iterdir()) == [tmp_path / "v1"]  # no temporary folder left behind
 
 
@@ -250,7 +252,8 @@ def test_a_corrupt_folder_raises_an_error_naming_the_path(tmp_path, damage, mess
     index, _, _ = gallery(1_000, exact_limit=APPROXIMATE)
     index.save(tmp_path / "bad")
     damage(tmp_path / "bad")
-    with pytest.raises(IndexFolderError, match=str(tmp_path / "bad" / message.split(":")[0]) + ":" + message.split(":")[1]):
+    file, says = message.split(":")
+    with pytest.raises(IndexFolderError, match=f"{tmp_path / 'bad' / file}:{says}"):
         FaceIndex.load(tmp_path / "bad")
 
 
@@ -295,4 +298,5 @@ def test_match_faces_names_the_same_with_an_index_as_with_arrays(settings, exact
     with_arrays = match_faces(probes, vectors, names, settings)
     assert [m.name for m in with_index] == [m.name for m in with_arrays]
     np.testing.assert_allclose([m.distance for m in with_index], [m.distance for m in with_arrays], atol=1e-4)
-    assert with_index[-1].name == "Unknown" and len({m.name for m in with_index}) > (20 if settings.tolerance > 0.4 else 2)
+    assert with_index[-1].name == "Unknown"
+    assert len({m.name for m in with_index}) > (20 if settings.tolerance > 0.4 else 2)

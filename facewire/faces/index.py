@@ -135,7 +135,8 @@ class FaceIndex:
               threads: int | None = None, sequence: str | int | None = None) -> FaceIndex:
         """An index of `vectors[i]` (float, (N, 128)), photo `ids[i]` (unique int64) of person `names[i]`.
 
-        Above `exact_limit` faces (and SMALLEST_APPROXIMATE) it trains the shortlisting index with `threads` (default: every core).
+        Above `exact_limit` faces (and SMALLEST_APPROXIMATE) it trains the shortlisting index with `threads`
+        (default: every core).
         """
         ids, vectors = _check_faces(ids, names, vectors)
         if len(np.unique(ids)) != len(ids):
@@ -146,7 +147,8 @@ class FaceIndex:
         labels = np.array([codes[names[i]] for i in order], np.int32)
         vectors = vectors[order]
         rows = _Rows(ids[order], labels, vectors, np.einsum("ij,ij->i", vectors, vectors))
-        ann = _train_shortlist(vectors, threads or os.cpu_count() or 1) if len(ids) > max(exact_limit, SMALLEST_APPROXIMATE) else None
+        approximate = len(ids) > max(exact_limit, SMALLEST_APPROXIMATE)
+        ann = _train_shortlist(vectors, threads or os.cpu_count() or 1) if approximate else None
         index = cls(rows, distinct, ann, sequence)
         index.exact_limit = exact_limit
         return index
@@ -283,9 +285,9 @@ class FaceIndex:
         (folder / "names.json").write_text(json.dumps(self._names, ensure_ascii=False), encoding="utf-8")
         if self._ann is not None:
             _write_ann(self._ann, folder / ANN_FILE)
-        files = sorted(p.name for p in folder.iterdir())
+        files = {path.name: path.stat().st_size for path in sorted(folder.iterdir())}
         header = {"format": FORMAT, "version": VERSION, "count": len(base.ids), "dim": DIM, "sequence": sequence,
-                  "library": _library(self._ann), "index": PQ if self._ann else "exact", "files": {name: (folder / name).stat().st_size for name in files}}
+                  "library": _library(self._ann), "index": PQ if self._ann else "exact", "files": files}
         (folder / HEADER).write_text(json.dumps(header, indent=1), encoding="utf-8")
 
     @classmethod
@@ -416,7 +418,8 @@ def _read_header(folder: Path) -> dict:
     header = _read_json(path)
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
         raise IndexFolderError(f"{path}: not a {FORMAT} version {VERSION} header")
-    if header.get("dim") != DIM or not isinstance(header.get("count"), int) or not isinstance(header.get("files"), dict):
+    if header.get("dim") != DIM or not isinstance(header.get("count"), int) or not isinstance(header.get("files"),
+                                                                                              dict):
         raise IndexFolderError(f"{path}: bad dim, count or files")
     if not isinstance(header.get("index"), str):
         raise IndexFolderError(f"{path}: no index kind")
