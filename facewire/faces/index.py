@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 DIM = 128
 
 EXACT_LIMIT = 100_000
-"""Largest base searched exactly. A float32 scan costs memory bandwidth: 10^5 faces take about 3 ms per face on
-this machine's 2-core Xeon (bench/bench_index.py), 10^6 about 35 ms, over the 30 ms budget. Above the limit the base
-is an approximate index."""
+"""Largest base searched exactly. A float32 scan is bound by memory bandwidth: on this 2-core Xeon, 10^6 faces take
+about 35 ms per face when the machine is quiet, over the 30 ms budget, and 10^5 a tenth of that. Busy (load average
+4-5 from other work), bench/bench_index.py measured 84 ms p50 at 10^6 and 29 ms p50 / 74 ms p99 at 10^5 (a bare
+numpy matrix-vector product of 10^5 faces: 23 ms), against 0.4 ms p50 for the approximate search at 10^5 with the
+same nearest photo for every probe. Lower the limit where the hosts are that busy."""
 
 PQ = "PQ32x4fs"
 """The faiss index that shortlists: 32 sub-quantizers of 4 bits (16 bytes a face), scanned with SIMD (fast scan)."""
