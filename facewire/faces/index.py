@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 DIM = 128
 
 EXACT_LIMIT = 100_000
-"""Largest base searched exactly. A float32 scan costs memory bandwidth: 10^5 faces take about 3 ms per face on
-this machine's 2-core Xeon (bench/bench_index.py), 10^6 about 35 ms, over the 30 ms budget. Above the limit the base
-is an approximate index."""
+"""Largest base searched exactly. A float32 scan is bound by memory bandwidth: on this 2-core Xeon, 10^6 faces take
+about 35 ms per face when the machine is quiet, over the 30 ms budget, and 10^5 a tenth of that. Busy (load average
+4-5 from other work), bench/bench_index.py measured 84 ms p50 at 10^6 and 29 ms p50 / 74 ms p99 at 10^5 (a bare
+numpy matrix-vector product of 10^5 faces: 23 ms), against 0.4 ms p50 for the approximate search at 10^5 with the
+same nearest photo for every probe. Lower the limit where the hosts are that busy."""
 
 PQ = "PQ32x4fs"
 """The faiss index that shortlists: 32 sub-quantizers of 4 bits (16 bytes a face), scanned with SIMD (fast scan)."""
@@ -37,6 +39,9 @@ PQ = "PQ32x4fs"
 SHORTLIST = 64
 """Candidates per query re-ranked exactly, beyond the k asked for (bench/bench_index.py: the exact nearest photo was
 in the first 16 for every probe at 10^6 clustered faces)."""
+
+SMALLEST_APPROXIMATE = 256
+"""Fewer faces are searched exactly whatever the limit: the quantizer needs a few hundred to train on."""
 
 TRAIN_SAMPLE = 65_536
 """Faces the product quantizer is trained on (16 centroids per sub-quantizer need few)."""
@@ -129,10 +134,12 @@ class FaceIndex:
 
     @classmethod
     def build(cls, ids: np.ndarray, names: Sequence[str], vectors: np.ndarray, *, exact_limit: int = EXACT_LIMIT,
-              threads: int | None = None, sequence: str | int | None = None) -> FaceIndex:
+              threads: int = 1, sequence: str | int | None = None) -> FaceIndex:
         """An index of `vectors[i]` (float, (N, 128)), photo `ids[i]` (unique int64) of person `names[i]`.
 
-        Above `exact_limit` faces it trains the shortlisting index with `threads` (default: every core).
+        Above `exact_limit` faces (and SMALLEST_APPROXIMATE) it trains the shortlisting index with `threads`
+        OpenMP threads. One is the default: the work is light (10^6 faces in about 10 s), and on a busy machine
+        more threads wait on each other (10^5 faces: 2.2 s with one thread, 10.6 s with two, on 2 shared cores).
         """
         ids, vectors = _check_faces(ids, names, vectors)
         if len(np.unique(ids)) != len(ids):
@@ -143,7 +150,8 @@ class FaceIndex:
         labels = np.array([codes[names[i]] for i in order], np.int32)
         vectors = vectors[order]
         rows = _Rows(ids[order], labels, vectors, np.einsum("ij,ij->i", vectors, vectors))
-        ann = _train_shortlist(vectors, threads or os.cpu_count() or 1) if len(ids) > exact_limit else None
+        approximate = len(ids) > max(exact_limit, SMALLEST_APPROXIMATE)
+        ann = _train_shortlist(vectors, threads) if approximate else None
         index = cls(rows, distinct, ann, sequence)
         index.exact_limit = exact_limit
         return index
@@ -280,9 +288,9 @@ class FaceIndex:
         (folder / "names.json").write_text(json.dumps(self._names, ensure_ascii=False), encoding="utf-8")
         if self._ann is not None:
             _write_ann(self._ann, folder / ANN_FILE)
-        files = sorted(p.name for p in folder.iterdir())
+        files = {path.name: path.stat().st_size for path in sorted(folder.iterdir())}
         header = {"format": FORMAT, "version": VERSION, "count": len(base.ids), "dim": DIM, "sequence": sequence,
-                  "library": _library(self._ann), "index": PQ if self._ann else "exact", "files": {name: (folder / name).stat().st_size for name in files}}
+                  "library": _library(self._ann), "index": PQ if self._ann else "exact", "files": files}
         (folder / HEADER).write_text(json.dumps(header, indent=1), encoding="utf-8")
 
     @classmethod
@@ -413,7 +421,8 @@ def _read_header(folder: Path) -> dict:
     header = _read_json(path)
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
         raise IndexFolderError(f"{path}: not a {FORMAT} version {VERSION} header")
-    if header.get("dim") != DIM or not isinstance(header.get("count"), int) or not isinstance(header.get("files"), dict):
+    if header.get("dim") != DIM or not isinstance(header.get("count"), int) or not isinstance(header.get("files"),
+                                                                                              dict):
         raise IndexFolderError(f"{path}: bad dim, count or files")
     if not isinstance(header.get("index"), str):
         raise IndexFolderError(f"{path}: no index kind")
