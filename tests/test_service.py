@@ -137,6 +137,8 @@ class BrokenStore:
     def current(self):
         raise RuntimeError("disk on fire")
 
+    counts = current
+
 
 def test_an_internal_failure_becomes_an_internal_error_reply(caplog):
     service = Service(BrokenStore())

@@ -103,7 +103,10 @@ def check_gallery_db(config: Config) -> None:
 
 def prepare_gallery(config: Config) -> None:
     """Sync the folder into the gallery database, re-encode what the encoder lacks, save the index of a big gallery."""
-    stats = prepare(config.gallery_db(), config.gallery_folder(), config.detector)
+    try:
+        stats = prepare(config.gallery_db(), config.gallery_folder(), config.detector)
+    except DatabaseError as exc:
+        raise SystemExit(f"cannot use the gallery database: {exc}") from None
     synced = stats.sync
     log.info("gallery %s%s: %s%d photos re-encoded, %s, in %.2f s", redact(config.gallery_db()),
              f" and folder {config.known_faces}" if synced else "",
@@ -212,7 +215,8 @@ def run_template(config: Config) -> None:
     store, ONNX Runtime session and ZeroMQ context after the fork."""
     signer = tracker()
     load_models(config.detector, fork_safe=True)
-    in_child(lambda: prepare_gallery(config))
+    if in_child(lambda: prepare_gallery(config)) != 0:
+        raise SystemExit("the gallery database could not be prepared (see above)")
     template = os.getpid()
 
     serve_forks(prepare=lambda: load_models(config.detector),  # what cannot be shared: the ONNX Runtime session

@@ -279,6 +279,9 @@ class SqliteBackend:
     def notify(self, tx: Tx) -> None:
         """SQLite has no notifications: readers poll `last_seq()`."""
 
+    def analyze(self, tx: Tx) -> None:
+        """SQLite's planner needs no fresh statistics to use its indexes."""
+
     def size(self, tx: Tx) -> int:
         wal = Path(f"{self.path}-wal")
         return self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
@@ -360,6 +363,11 @@ class PostgresBackend:
     def notify(self, tx: Tx) -> None:
         """Tell listeners the newest seq; delivered when (and only if) the transaction commits."""
         tx.run(f"SELECT pg_notify('{CHANNEL}', (SELECT max(seq) FROM changes)::text)")
+
+    def analyze(self, tx: Tx) -> None:
+        """Fresh statistics after a bulk import: without them the planner scans the whole change log for
+        `changes_since` (4-5 s at 10^6 faces, measured) instead of reading its primary key's end."""
+        tx.run("ANALYZE")
 
     def size(self, tx: Tx) -> int:
         return tx.value("SELECT pg_database_size(current_database())")
@@ -587,6 +595,7 @@ class Database:
             count += self._import_chunk(tx, people, chunk, who, encoder)
             if count:
                 self.backend.notify(tx)
+                self.backend.analyze(tx)
         return count
 
     def _import_chunk(self, tx: Tx, people: dict[str, int], chunk: list[tuple[str, bytes]], who: str,
