@@ -156,8 +156,8 @@ def main() -> None:
         print(f"sets: {', '.join(f'{n} ({len(c)} pictures)' for n, c in chosen.items())}; gallery: "
               f"the shared known/ and the repo's grace_hopper.jpg", flush=True)
         with ExitStack() as servers:  # the default on an idle machine (HOG on 2 threads), and on a busy one
-            two, one = (servers.enter_context(ServerProcess(gallery, Path(tmp) / f"server{threads}.log", "--cache",
-                                                            str(Path(tmp) / f"cache{threads}.npz"),
+            two, one = (servers.enter_context(ServerProcess(gallery, Path(tmp) / f"server{threads}.log", "--db",
+                                                            f"sqlite:///{Path(tmp) / f'gallery{threads}.db'}",
                                                             "--detect-threads", threads))
                         for threads in ("2", "1"))
             recipes = {"facewire (default, 2 detection threads)": server_names(two.address),

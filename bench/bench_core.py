@@ -120,7 +120,7 @@ def main() -> None:
         clients = {}
         for name in args.configs:
             server = stack.enter_context(ServerProcess(known, Path(tmp) / f"{name}.log", "--workers", "1",
-                                                       *CONFIGS[name], "--cache", str(Path(tmp) / f"{name}.npz")))
+                                                       *CONFIGS[name], "--db", f"sqlite:///{Path(tmp) / f'{name}.db'}"))
             clients[name] = stack.enter_context(Client(server.address, timeout=120))
             clients[name].recognize(images.read_image(probes[0]))  # warm-up
         print("\n".join(bench_images(clients, baseline, probes, args.repeat)))

@@ -112,7 +112,7 @@ def main() -> None:
     latencies: dict[str, list[float]] = {"ZeroMQ": [], "HTTP": []}
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, \
             ServerProcess(FACES / "known", Path(tmp) / "server.log", "--workers", str(args.workers),
-                          "--cache", str(Path(tmp) / "cache.npz")) as server, \
+                          "--db", f"sqlite:///{Path(tmp) / 'cache.db'}") as server, \
             GatewayProcess(server.address, Path(tmp) / "gateway.log", "--connections", str(args.clients),
                            "--log-level", "WARNING") as gateway:
         senders = {"ZeroMQ": zeromq_sender(server.address), "HTTP": http_sender(gateway.url)}

@@ -76,7 +76,7 @@ def main() -> None:
             (known / portrait.name).symlink_to(portrait)
         for encoder in args.encoders:
             with ServerProcess(known, Path(tmp) / f"{encoder}.log", "--workers", str(args.workers),
-                               "--encoder", encoder, "--cache", str(Path(tmp) / f"{encoder}.npz")) as server:
+                               "--encoder", encoder, "--db", f"sqlite:///{Path(tmp) / f'{encoder}.db'}") as server:
                 for label, whole in (("whole frame, every frame", True),
                                      (f"tracked, whole every {video.KEYFRAME} ({video.SEARCH_KEYFRAME} with no face)",
                                       False)):

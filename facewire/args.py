@@ -36,7 +36,7 @@ def bounded(kind: Callable[[str], Number], low: Number | None = None, high: Numb
 def person_name(text: str) -> str:
     """A gallery name, by the server's own rules (store.check_name)."""
     # imported here: the store imports dlib, which a client (or the HTTP gateway) need not
-    from facewire.store.live import EnrolError, check_name
+    from facewire.store.names import EnrolError, check_name
 
     try:
         return check_name(text)

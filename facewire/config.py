@@ -15,6 +15,7 @@ from typing import Any
 
 from facewire.faces.matching import MatchSettings
 from facewire.faces.recognize import DetectorSettings
+from facewire.store.database import default_db_url
 from facewire.wire.protocol import Limits
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
@@ -58,11 +59,13 @@ class Config:
 
     `connect` and `status` are set for workers only: the broker's worker address, and where a
     local worker reports busy/idle to its supervisor. `http` is the HTTP gateway the server starts
-    beside itself (its `server` is filled in once the server has bound), or None.
+    beside itself (its `server` is filled in once the server has bound), or None. `db` is the gallery
+    database's URL (None: `KNOWN_FACES/.facewire.db`). `read_only` refuses
+    every change to the gallery (a remote worker needs it on its own command line too).
     """
 
     known_faces: Path = Path("known_faces")
-    cache: Path | None = None
+    db: str | None = None
     detector: DetectorSettings = DetectorSettings()
     matching: MatchSettings = MatchSettings()
     limits: Limits = Limits()
@@ -73,8 +76,18 @@ class Config:
     status: str | None = None
     security: Security = Security()
     hang_timeout: float = 60.0
+    read_only: bool = False
     log_level: str = "INFO"
     http: Gateway | None = None
+
+    def gallery_db(self) -> str:
+        """The gallery database's URL: `db`, or the SQLite file inside the gallery folder."""
+        return self.db or default_db_url(self.known_faces)
+
+    def gallery_folder(self) -> Path | None:
+        """The folder synced into the database, if this host has one (remote workers on a shared
+        PostgreSQL need none)."""
+        return self.known_faces if self.known_faces.is_dir() else None
 
     def for_local_workers(self, backend: str, status: str) -> Config:
         """What a local worker is given: this configuration, connected to `backend`, reporting to `status`.

@@ -65,8 +65,8 @@ def shared_faces() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_server(shared_faces, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache") / "shared.npz"
+    database = tmp_path_factory.mktemp("db") / "shared.db"
     server = ServerProcess(shared_faces / "known", tmp_path_factory.mktemp("logs") / "shared-server.log",
-                           "--cache", str(cache))
+                           "--db", f"sqlite:///{database}")
     yield server
     server.stop()

@@ -56,8 +56,8 @@ def sources() -> list[Path]:
 
 
 def start_server(gallery: Path, log: Path, workers: str, address: str | None = None) -> ServerProcess:
-    cache = gallery.parent / "cache.npz"
-    return ServerProcess(gallery, log, "--workers", workers, "--cache", str(cache), address=address)
+    database = gallery.parent / "gallery.db"
+    return ServerProcess(gallery, log, "--workers", workers, "--db", f"sqlite:///{database}", address=address)
 
 
 def kill(server: ServerProcess) -> None:

@@ -20,7 +20,7 @@ def outcomes(shared_faces, tmp_path_factory):
     folder = tmp_path_factory.mktemp("accuracy")
     gallery = make_gallery(folder / "gallery", shared_faces)
     sets = {name: cases for name, cases in all_sets(gallery, shared_faces).items() if name in SMALL_FACE_SETS}
-    with ServerProcess(gallery, folder / "server.log", "--cache", str(folder / "cache.npz")) as server:
+    with ServerProcess(gallery, folder / "server.log", "--db", f"sqlite:///{folder / 'cache.db'}") as server:
         return compare(sets, {"facewire": server_names(server.address), "demo": recipe_names(DemoRecipe(gallery))})
 
 

@@ -103,6 +103,8 @@ SERVER_CASES = [
     (["--providers", "NoSuchExecutionProvider"], "--providers"),
     (["--encoder", "dlib", "--providers", "CPUExecutionProvider"], "--providers"),
     (["--detect-threads", "3"], "--detect-threads"),
+    (["--cache", "old.npz"], "--db"),
+    (["--db", "mysql://host/gallery"], "--db"),
     (["--detect-threads", "many"], "--detect-threads"),
 ]
 

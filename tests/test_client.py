@@ -150,7 +150,7 @@ def test_the_defaults_wait_20_seconds_and_retry_twice():
 def curve_pair():
     server_public, server_secret = zmq.curve_keypair()
     client_public, client_secret = zmq.curve_keypair()
-    server = ServerKeys(server_public, server_secret, Path("unused"))
+    server = ServerKeys(server_public, server_secret, Path("unused"), Path("unused"))
     return server, ClientKeys(client_public, client_secret, server_public)
 
 

@@ -18,16 +18,16 @@ from .conftest import REPO_KNOWN
 def test_the_command_line_becomes_one_configuration():
     args = parse_args(["--known-faces", str(REPO_KNOWN), "--tolerance", "0.45", "--match", "knn", "--k", "3",
                        "--model", "cnn", "--upsample", "1", "--encoder", "dlib", "--min-face", "20", "--min-face-fraction", "0.1",
-                       "--detect-threads", "2", "--max-megapixels", "2.5", "--cache", "/tmp/c.npz", "--workers", "3", "--hang-timeout", "9",
+                       "--detect-threads", "2", "--max-megapixels", "2.5", "--db", "sqlite:////tmp/c.db", "--workers", "3", "--hang-timeout", "9",
                        "--keys", "/tmp/keys", "--bind", "tcp://127.0.0.1:6000", "--log-level", "DEBUG"])
     assert configuration(args) == Config(
-        known_faces=REPO_KNOWN, cache=Path("/tmp/c.npz"), detector=DetectorSettings("cnn", 1, 20, 0.1, "dlib", (), "2"),
+        known_faces=REPO_KNOWN, db="sqlite:////tmp/c.db", detector=DetectorSettings("cnn", 1, 20, 0.1, "dlib", (), "2"),
         matching=MatchSettings(0.45, "knn", 3), limits=Limits(2_500_000), bind="tcp://127.0.0.1:6000", workers=3,
         security=Security(keys=Path("/tmp/keys")), hang_timeout=9.0, log_level="DEBUG")
 
 
 def test_a_configuration_survives_its_json_whole():
-    config = Config(known_faces=Path("/g"), cache=None, detector=DetectorSettings("hog", None, 15, 0.25, "onnx", ("CPUExecutionProvider",), "1"),
+    config = Config(known_faces=Path("/g"), db="postgresql://u@h/g", detector=DetectorSettings("hog", None, 15, 0.25, "onnx", ("CPUExecutionProvider",), "1"),
                     matching=MatchSettings(0.5, "knn", None), limits=Limits(123), workers=2,
                     connect="ipc:///tmp/w", status="ipc:///tmp/s",
                     security=Security(key=Path("/k/server.key_secret"), server_key=Path("/k/server.key")))

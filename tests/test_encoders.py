@@ -24,7 +24,7 @@ def faces_by(encoder: str, gallery: Path, tmp_path: Path) -> dict[str, list[tupl
     """Every photo's faces (name, distance, box) as the server with `encoder` names them."""
     photos = [*sorted(REPO_PROBES.glob("*.jpg")), *sorted((SHARED_FACES / "test").glob("*.jpg"))]
     with ServerProcess(gallery, tmp_path / f"{encoder}.log", "--workers", "1", "--encoder", encoder,
-                       "--cache", str(tmp_path / f"{encoder}.npz")) as server:
+                       "--db", f"sqlite:///{tmp_path / f'{encoder}.db'}") as server:
         done = run_client("--server", server.address, "--json", "--no-show", *map(str, photos))
         log = server.log()
     assert done.returncode == 0, done.stderr
@@ -49,7 +49,7 @@ def test_onnx_and_dlib_give_the_same_names_and_distances(gallery, tmp_path):
                                            ("dlib", "dlib's face_recognition_model_v1")])
 def test_each_worker_logs_the_encoder_it_runs(encoder, says, tmp_path):
     with ServerProcess(REPO_KNOWN, tmp_path / "server.log", "--workers", "2", "--encoder", encoder,
-                       "--cache", str(tmp_path / "cache.npz")) as server:
+                       "--db", f"sqlite:///{tmp_path / 'cache.db'}") as server:
         def serving() -> list[str]:
             return [line for line in server.log().splitlines() if " serving " in line]
 

@@ -143,7 +143,7 @@ def test_shared_photos_get_every_expected_name(shared_server, shared_faces):
 
 def test_knn_matching_gets_every_expected_name_too(shared_faces, tmp_path):
     with ServerProcess(shared_faces / "known", tmp_path / "knn.log", "--match", "knn",
-                       "--cache", str(tmp_path / "cache.npz")) as server:
+                       "--db", f"sqlite:///{tmp_path / 'cache.db'}") as server:
         check_shared_labels(server.address, shared_faces)
 
 
@@ -250,7 +250,7 @@ def test_a_request_that_crashes_recognition_still_gets_a_reply(monkeypatch, tmp_
         raise RuntimeError("simulated detector failure")
 
     monkeypatch.setattr(service_module, "detect_faces", explode)
-    service = Service(GalleryStore(empty_gallery, DetectorSettings()))
+    service = Service(GalleryStore.prepared(f"sqlite:///{tmp_path / 'gallery.db'}", empty_gallery, DetectorSettings()))
     address = f"tcp://127.0.0.1:{free_port()}"
     context = zmq.Context()
     socket = open_socket(context, zmq.REP, address, bind=True, max_bytes=service.limits.max_frame_bytes, serving=True)
@@ -324,21 +324,22 @@ def test_unreadable_images_are_reported_and_the_rest_still_run(repo_server, tmp_
 
 # --- server life cycle -----------------------------------------------------------------------
 
-def test_sigterm_stops_the_server_cleanly_and_the_cache_makes_restarts_fast(tmp_path):
+def test_sigterm_stops_the_server_cleanly_and_the_database_makes_restarts_fast(tmp_path):
     known = tmp_path / "known"
     shutil.copytree(REPO_KNOWN, known, ignore=shutil.ignore_patterns(".*"))
     first = ServerProcess(known, tmp_path / "first.log")
     assert first.stop() == 0 and "stopped" in first.log()
-    assert "1 encoded, 0 from cache" in first.log()
+    assert "1 files (0 unchanged, 1 added, 0 removed, 0 skipped)" in first.log()
+    assert (known / ".facewire.db").is_file()
     second = ServerProcess(known, tmp_path / "second.log")
     try:
-        assert "0 encoded, 1 from cache" in second.log()
+        assert "1 files (1 unchanged, 0 added, 0 removed, 0 skipped)" in second.log()
     finally:
         assert second.stop(signal.SIGINT) == 0
 
 
 def test_cnn_detector_end_to_end(repo_gallery, tmp_path):
-    with ServerProcess(repo_gallery, tmp_path / "cnn.log", "--model", "cnn", "--cache", str(tmp_path / "c.npz")) as server:
+    with ServerProcess(repo_gallery, tmp_path / "cnn.log", "--model", "cnn", "--db", f"sqlite:///{tmp_path / 'c.db'}") as server:
         done = run_client("--server", server.address, "--json", "--no-show", "--timeout", "120",
                           str(REPO_PROBES / "group_small_faces.jpg"))
     assert done.returncode == 0, done.stderr

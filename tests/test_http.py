@@ -44,7 +44,7 @@ def gallery(shared_faces, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(gallery, tmp_path_factory):
     logs = tmp_path_factory.mktemp("http-logs")
-    with ServerProcess(gallery, logs / "server.log", "--workers", "2", "--cache", str(logs / "cache.npz")) as server:
+    with ServerProcess(gallery, logs / "server.log", "--workers", "2", "--db", f"sqlite:///{logs / 'cache.db'}") as server:
         yield server
 
 
@@ -412,7 +412,7 @@ def gateway_children(server: ServerProcess) -> list[int]:
 def test_server_http_starts_the_gateway_beside_it_and_stops_it_with_sigterm(repo_gallery, tmp_path, workers):
     port = free_port()
     server = ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", workers,
-                           "--cache", str(tmp_path / "cache.npz"), "--http", f"127.0.0.1:{port}")
+                           "--db", f"sqlite:///{tmp_path / 'cache.db'}", "--http", f"127.0.0.1:{port}")
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for_status(f"{url}/healthz", 200)
@@ -432,7 +432,7 @@ def test_the_gateway_is_started_again_if_it_dies_and_stops_by_itself_if_its_serv
     port = free_port()
     url = f"http://127.0.0.1:{port}/healthz"
     server = ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "1",
-                           "--cache", str(tmp_path / "cache.npz"), "--http", f"127.0.0.1:{port}")
+                           "--db", f"sqlite:///{tmp_path / 'cache.db'}", "--http", f"127.0.0.1:{port}")
     second = None
     try:
         wait_for_status(url, 200)
@@ -468,7 +468,7 @@ def test_a_gateway_with_curve_keys_talks_to_a_curve_server(repo_gallery, tmp_pat
     make_keys(tmp_path / "keys", ["gateway"])
     keys = tmp_path / "keys"
     with ServerProcess(repo_gallery, tmp_path / "server.log", "--workers", "1", "--keys", str(keys),
-                       "--cache", str(tmp_path / "cache.npz"), wait=False) as server, \
+                       "--db", f"sqlite:///{tmp_path / 'cache.db'}", wait=False) as server, \
             GatewayProcess(server.address, tmp_path / "gateway.log", "--key", str(keys / "gateway.key_secret"),
                            "--server-key", str(keys / "server.key"), "--timeout", "5", "--retries", "0") as gateway, \
             GatewayProcess(server.address, tmp_path / "stranger.log", "--timeout", "2", "--retries", "0") as stranger:

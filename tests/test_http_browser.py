@@ -43,7 +43,7 @@ def gallery(shared_faces, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def gateway(gallery, tmp_path_factory):
     logs = tmp_path_factory.mktemp("browser-logs")
-    with ServerProcess(gallery, logs / "server.log", "--workers", "2", "--cache", str(logs / "cache.npz")) as server, \
+    with ServerProcess(gallery, logs / "server.log", "--workers", "2", "--db", f"sqlite:///{logs / 'cache.db'}") as server, \
             GatewayProcess(server.address, logs / "gateway.log") as gateway:
         yield gateway
 

@@ -58,7 +58,7 @@ def test_pip_install_gives_a_server_with_workers_and_a_client_that_work_from_any
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen([installed / "facewire-server", "--known-faces", str(REPO_KNOWN), "--bind", address,
-                                   "--workers", "2", "--cache", str(tmp_path / "cache.npz")],
+                                   "--workers", "2", "--db", f"sqlite:///{tmp_path / 'cache.db'}"],
                                   cwd=elsewhere, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + WAIT

@@ -11,7 +11,8 @@ import pytest
 from facewire.client.client import Client, ServerError
 from facewire.faces import images
 from facewire.process import ServerProcess
-from facewire.store.live import FOLDER_CHECK_SECONDS, EnrolError, check_name
+from facewire.store.live import FOLDER_CHECK_SECONDS
+from facewire.store.names import EnrolError, check_name
 
 from .conftest import REPO_KNOWN, REPO_PROBES, run_client
 

@@ -217,7 +217,7 @@ def test_a_reply_whose_image_is_broken_is_that_images_error():
 def test_recognize_many_with_keys_talks_to_a_curve_server():
     server_public, server_secret = zmq.curve_keypair()
     public, secret = zmq.curve_keypair()
-    server = ServerKeys(server_public, server_secret, Path("unused"))
+    server = ServerKeys(server_public, server_secret, Path("unused"), Path("unused"))
     keys = ClientKeys(public, secret, server_public)
     with Peer(secure=server.secure) as peer, Client(peer.address, timeout=5, retries=0, keys=keys) as client, \
             deadline():
@@ -241,7 +241,7 @@ def test_a_resend_is_logged(context, caplog):
 def test_a_refused_curve_handshake_never_blocks_a_send(context):
     """A client without the server's key: every attempt is lost, none blocks, and the pipeline gives up."""
     server_public, server_secret = zmq.curve_keypair()
-    server = ServerKeys(server_public, server_secret, Path("unused"))
+    server = ServerKeys(server_public, server_secret, Path("unused"), Path("unused"))
     with Peer(secure=server.secure) as peer, deadline():
         pipeline = pipeline_to(context, peer.address, timeout=0.3, retries=1)
         try:

@@ -18,11 +18,11 @@ import pytest
 
 from facewire import __version__
 from facewire.faces import draw, images
+from facewire.faces.index import FaceIndex
 from facewire.faces.matching import UNKNOWN, MatchSettings
 from facewire.faces.recognize import DetectorSettings, detect_faces, encode_faces, iou
 from facewire.serve.service import Service, tracked_matches, verified
 from facewire.serve.track import Tracker, Vouch
-from facewire.store.gallery import Gallery
 from facewire.store.live import GalleryStore
 from facewire.wire import protocol
 
@@ -37,12 +37,8 @@ def group() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def cache(request, tmp_path_factory):
-    """The encoding cache, kept in pytest's cache folder between runs when there is one (its entries are
-    keyed by file content): the mutation run starts many short test sessions."""
-    kept = getattr(request.config, "cache", None)
-    folder = kept.mkdir("facewire-service") if kept else tmp_path_factory.mktemp("service-cache")
-    return folder / "cache.npz"
+def database(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('service-db') / 'gallery.db'}"
 
 
 @pytest.fixture
@@ -53,16 +49,16 @@ def known(tmp_path):
 
 
 @pytest.fixture
-def service(known, cache) -> Service:
-    return Service(GalleryStore(known, SETTINGS, cache))
+def service(known, tmp_path) -> Service:
+    return Service(GalleryStore.prepared(f"sqlite:///{tmp_path / 'gallery.db'}", known, SETTINGS))
 
 
 @pytest.fixture(scope="module")
-def shared_service(tmp_path_factory, cache) -> Service:
+def shared_service(tmp_path_factory, database) -> Service:
     """One service for the tests that only read the gallery."""
     folder = tmp_path_factory.mktemp("shared-known") / "known"
     shutil.copytree(REPO_KNOWN, folder, ignore=shutil.ignore_patterns(".*", "*.md"))
-    return Service(GalleryStore(folder, SETTINGS, cache))
+    return Service(GalleryStore.prepared(database, folder, SETTINGS))
 
 
 def ask(service: Service, op: str, image: np.ndarray | None = None, encoding: str = "raw", **options):
@@ -129,8 +125,9 @@ def test_a_malformed_request_is_refused_and_its_id_echoed(shared_service, caplog
     assert body == {"ok": False, "error": {"code": "bad_header", "message": "first frame is not valid UTF-8 JSON"}}
 
 
-def test_the_services_pixel_limit_is_the_one_requests_are_checked_against(known, cache):
-    small = Service(GalleryStore(known, SETTINGS, cache), limits=protocol.Limits(max_pixels=99))
+def test_the_services_pixel_limit_is_the_one_requests_are_checked_against(known):
+    small = Service(GalleryStore.prepared(f"sqlite:///{known.parent / 'small.db'}", known, SETTINGS),
+                    limits=protocol.Limits(max_pixels=99))
     body = refused(protocol.pack_request("recognize", np.zeros((10, 10, 3), np.uint8), id=1), small)
     assert body["error"] == {"code": "too_large", "message": "image of 10x10 pixels exceeds the limit of 99"}
     assert ask(small, "recognize", np.zeros((9, 11, 3), np.uint8))[0]["faces"] == []
@@ -139,6 +136,8 @@ def test_the_services_pixel_limit_is_the_one_requests_are_checked_against(known,
 class BrokenStore:
     def current(self):
         raise RuntimeError("disk on fire")
+
+    counts = current
 
 
 def test_an_internal_failure_becomes_an_internal_error_reply(caplog):
@@ -206,8 +205,8 @@ def test_the_request_tolerance_overrides_the_servers(shared_service, group):
     assert hopper["confidence"] == round(max(0.0, 1 - hopper["distance"] / 0.1), 3)
 
 
-def test_the_servers_tolerance_is_the_default(known, cache, group):
-    strict = Service(GalleryStore(known, SETTINGS, cache), MatchSettings(0.05))
+def test_the_servers_tolerance_is_the_default(known, group):
+    strict = Service(GalleryStore.prepared(f"sqlite:///{known.parent / 'strict.db'}", known, SETTINGS), MatchSettings(0.05))
     body, _ = ask(strict, "recognize", group, annotate=False)
     assert [f["name"] for f in body["faces"]] == [UNKNOWN, UNKNOWN]
 
@@ -262,10 +261,10 @@ class FixedStore:
     settings = SETTINGS
 
     def __init__(self, names, encodings):
-        self.gallery = Gallery(tuple(names), np.asarray(encodings))
+        self.index = FaceIndex.build(np.arange(len(names)), names, np.asarray(encodings, np.float32).reshape(-1, 128))
 
     def current(self):
-        return self.gallery
+        return self.index
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,9 @@ def test_the_split_scan_finds_every_face_one_scan_finds_on_fine_and_coarse_level
     fine = coarse = 0
     for picture in pictures:
         expected = hog_detector()(picture, 0)
-        assert same_faces(recognize._hog_on_two_threads(picture), expected)
+        halves = recognize._hog_in_two_halves(picture, parallel=True)
+        assert same_faces(halves, expected)
+        assert boxes(recognize._hog_in_two_halves(picture, parallel=False)) == boxes(halves)
         sizes = [rect.width() for rect in expected]
         fine += sum(size <= FINE_FACE for size in sizes)
         coarse += sum(size > FINE_FACE for size in sizes)
@@ -94,27 +96,27 @@ def test_of_two_overlapping_detections_the_better_one_is_kept(monkeypatch):
     coarse = dlib.rectangle(1, 1, 66, 66)  # rect_up twice: about (1, 1, 95, 95), the same face as `near`
     monkeypatch.setattr(recognize, "fine_levels_detector", lambda: Detector([(near, 0.5), (far, 0.1)]))
     monkeypatch.setattr(recognize, "hog_detector", lambda: Detector([(coarse, 0.9)]))
-    kept = recognize._hog_on_two_threads(np.zeros((480, 480), np.uint8))
+    kept = recognize._hog_in_two_halves(np.zeros((480, 480), np.uint8), parallel=True)
     assert len(kept) == 2 and kept[1] == far and kept[0] != near and recognize._same_face(kept[0], near)
     monkeypatch.setattr(recognize, "hog_detector", lambda: Detector([(coarse, 0.2)]))
-    assert recognize._hog_on_two_threads(np.zeros((480, 480), np.uint8)) == [near, far]
+    assert recognize._hog_in_two_halves(np.zeros((480, 480), np.uint8), parallel=False) == [near, far]
 
 
-@pytest.mark.parametrize("settings, size, idle, split", [
-    (DetectorSettings(), 960, True, True),
-    (DetectorSettings(), 960, False, False),
-    (DetectorSettings(detect_threads="2"), 960, False, True),
-    (DetectorSettings(detect_threads="1"), 960, True, False),
-    (DetectorSettings(), 300, True, False),  # too small to be worth a thread: 300x300 < SPLIT_PIXELS
-    (DetectorSettings(detect_threads="2"), 300, True, False),
+@pytest.mark.parametrize("settings, size, idle, halves", [
+    (DetectorSettings(), 960, True, [True]),
+    (DetectorSettings(), 960, False, [False]),
+    (DetectorSettings(detect_threads="2"), 960, False, [True]),
+    (DetectorSettings(detect_threads="1"), 960, True, [False]),
+    (DetectorSettings(), 300, True, []),  # too small to be worth it: 300x300 < SPLIT_PIXELS, one dlib call
+    (DetectorSettings(detect_threads="2"), 300, True, []),
 ])
-def test_the_scan_is_split_only_when_asked_a_core_is_idle_and_the_picture_is_large(
-        monkeypatch, settings, size, idle, split):
+def test_a_large_picture_is_scanned_in_halves_in_parallel_only_when_asked_or_a_core_is_idle(
+        monkeypatch, settings, size, idle, halves):
     calls = []
     monkeypatch.setattr(recognize, "idle_core", lambda: idle)
-    monkeypatch.setattr(recognize, "_hog_on_two_threads", lambda work: calls.append(work.shape) or [])
+    monkeypatch.setattr(recognize, "_hog_in_two_halves", lambda work, parallel: calls.append(parallel) or [])
     recognize._scan(np.zeros((size, size), np.uint8), 1.0, settings)
-    assert bool(calls) == split
+    assert calls == halves
 
 
 @pytest.mark.parametrize("elsewhere, idle", [([0], True), ([1, 1, 1, 1], False), ([2, 1, 0], True), ([1, 1, 1, 1, 0], False)])
@@ -155,12 +157,12 @@ def test_busy_cores_are_seen_as_busy():
 
 def _split_in_child(queue) -> None:
     picture = images.to_grey(images.read_image(REPO_PROBES / "grace_hopper.jpg"))
-    queue.put(len(recognize._hog_on_two_threads(cv2.resize(picture, None, fx=2, fy=2))))
+    queue.put(len(recognize._hog_in_two_halves(cv2.resize(picture, None, fx=2, fy=2), parallel=True)))
 
 
 def test_a_forked_child_gets_a_helper_thread_of_its_own():
     picture = images.to_grey(images.read_image(REPO_PROBES / "grace_hopper.jpg"))
-    assert len(recognize._hog_on_two_threads(cv2.resize(picture, None, fx=2, fy=2))) == 1  # this process's helper
+    assert len(recognize._hog_in_two_halves(cv2.resize(picture, None, fx=2, fy=2), parallel=True)) == 1  # its helper
     queue = multiprocessing.get_context("fork").Queue()
     child = multiprocessing.get_context("fork").Process(target=_split_in_child, args=(queue,))
     child.start()
@@ -176,5 +178,4 @@ def test_detection_on_two_threads_gives_the_boxes_of_one():
         image = images.read_image(REPO_PROBES / name)
         one = detect_faces(image, DetectorSettings(detect_threads="1"))
         two = detect_faces(image, DetectorSettings(detect_threads="2"))
-        assert len(one) == len(two) > 0
-        assert all(max(abs(a - b) for a, b in zip(x, y)) <= 1 for x, y in zip(sorted(one), sorted(two)))
+        assert one == two and len(one) > 0  # the same halves, whichever thread ran them

@@ -71,7 +71,8 @@ def test_a_token_expires_ttl_seconds_after_the_face_was_encoded():
 def clocked(repo_gallery, tmp_path_factory):
     """A Service over the repo gallery (grace_hopper) whose tracker reads `now[0]`."""
     now = [1_000_000.0]
-    store = GalleryStore(repo_gallery, DetectorSettings(), tmp_path_factory.mktemp("track") / "cache.npz")
+    database = f"sqlite:///{tmp_path_factory.mktemp('track') / 'gallery.db'}"
+    store = GalleryStore.prepared(database, repo_gallery, DetectorSettings())
     return Service(store, tracker=Tracker(clock=lambda: now[0])), now
 
 
@@ -125,7 +126,7 @@ def test_tokens_are_short_enough_to_send_back_and_only_ascii():
 def two_workers(shared_faces, tmp_path_factory):
     folder = tmp_path_factory.mktemp("track-server")
     with ServerProcess(shared_faces / "known", folder / "server.log", "--workers", "2",
-                       "--cache", str(folder / "cache.npz")) as server:
+                       "--db", f"sqlite:///{folder / 'cache.db'}") as server:
         yield server
 
 

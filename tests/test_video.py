@@ -27,7 +27,7 @@ from .peers import Peer, deadline, marked, recognized, wait_until
 @pytest.fixture(scope="module")
 def video_server(shared_faces, tmp_path_factory):
     folder = tmp_path_factory.mktemp("video")
-    with ServerProcess(shared_faces / "video", folder / "server.log", "--cache", str(folder / "cache.npz")) as server:
+    with ServerProcess(shared_faces / "video", folder / "server.log", "--db", f"sqlite:///{folder / 'cache.db'}") as server:
         yield server
 
 
@@ -371,7 +371,7 @@ def test_a_stream_to_a_server_that_never_answers_raises_server_unavailable():
 def test_a_stream_with_keys_talks_to_a_curve_server():
     server_public, server_secret = zmq.curve_keypair()
     public, secret = zmq.curve_keypair()
-    server = ServerKeys(server_public, server_secret, Path("unused"))
+    server = ServerKeys(server_public, server_secret, Path("unused"), Path("unused"))
     with Peer(secure=server.secure) as peer:
         results: list = []
         with Client(peer.address, timeout=5, retries=0, keys=ClientKeys(public, secret, server_public)) as client, \

@@ -70,7 +70,7 @@ def test_client_shows_the_labelled_image_and_q_quits(repo_server, display, tmp_p
 
 def test_video_plays_live_in_a_window_and_q_stops_it(shared_faces, display, tmp_path):
     env = {**os.environ, "DISPLAY": display}
-    with ServerProcess(shared_faces / "video", tmp_path / "server.log", "--cache", str(tmp_path / "c.npz")) as server:
+    with ServerProcess(shared_faces / "video", tmp_path / "server.log", "--db", f"sqlite:///{tmp_path / 'c.db'}") as server:
         client = start_client(["--server", server.address, "--video",
                                shared_faces / "video" / "short_hamilton_clip.mp4"], tmp_path, env)
         try:

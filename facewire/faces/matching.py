@@ -1,6 +1,7 @@
 """Name face encodings against a gallery: the nearest photo (default) or a vote of the k nearest.
 
-All distances come from one matrix operation over the whole gallery.
+A gallery given as an array is searched with one matrix operation over all of it; a FaceIndex
+(facewire.faces.index) is asked for the 1 or k nearest photos only.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from facewire.faces.index import FaceIndex
 
 UNKNOWN = "Unknown"
 METHODS = ("nearest", "knn")
@@ -52,8 +55,9 @@ def distance_matrix(encodings: np.ndarray, known: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(squared, 0.0))
 
 
-def match_faces(encodings: np.ndarray, known: np.ndarray, names: Sequence[str], settings: MatchSettings) -> list[Match]:
-    """Name each encoding under `settings`; `names[i]` is the person of `known[i]`.
+def match_faces(encodings: np.ndarray, known: np.ndarray | FaceIndex, names: Sequence[str] | None,
+                settings: MatchSettings) -> list[Match]:
+    """Name each encoding under `settings`; `names[i]` is the person of `known[i]`, or None for a FaceIndex.
 
     nearest: the person of the nearest photo, if within `tolerance`.
     knn: the k nearest photos within `tolerance` vote, each weighted by 1/distance
@@ -64,6 +68,8 @@ def match_faces(encodings: np.ndarray, known: np.ndarray, names: Sequence[str], 
         return []
     if len(known) == 0:
         return [Match(UNKNOWN, float("nan"), 0.0) for _ in encodings]
+    if isinstance(known, FaceIndex):
+        return _match_index(encodings, known, settings)
     distances = distance_matrix(encodings, known)
     tolerance = settings.tolerance
     if settings.method == "knn":
@@ -72,6 +78,16 @@ def match_faces(encodings: np.ndarray, known: np.ndarray, names: Sequence[str], 
     nearest = distances.argmin(axis=1)
     best = distances[np.arange(len(encodings)), nearest]
     return [_verdict(names[i], float(d), tolerance) for i, d in zip(nearest, best)]
+
+
+def _match_index(encodings: np.ndarray, index: FaceIndex, settings: MatchSettings) -> list[Match]:
+    """match_faces over an index: the nearest photo, or the vote of the k nearest (sorted, so `_vote` keeps them)."""
+    k = settings.k or max(1, round(math.sqrt(len(index)))) if settings.method == "knn" else 1
+    distances, ids = index.search(encodings, k)
+    names = index.names_of(ids)
+    if settings.method == "knn":
+        return [_vote(row, row_names, settings.tolerance, k) for row, row_names in zip(distances, names)]
+    return [_verdict(row_names[0], float(row[0]), settings.tolerance) for row, row_names in zip(distances, names)]
 
 
 def _verdict(name: str, distance: float, tolerance: float) -> Match:

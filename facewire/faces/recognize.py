@@ -90,7 +90,7 @@ class DetectorSettings:
     encoder: "onnx" (dlib's network on ONNX Runtime) or "dlib" (dlib itself): the same encodings.
     providers: ONNX Runtime execution providers, in order of preference (empty: the CPU).
     detect_threads: "auto" scans the HOG pyramid's fine and coarse levels on two threads when a
-        core is idle (`idle_core`), "2" always does, "1" never does.
+        core is idle (`idle_core`), "2" always does, "1" never does (the same faces and boxes).
     """
 
     model: str = "hog"
@@ -136,7 +136,7 @@ def fine_levels_detector() -> dlib.fhog_object_detector:
         levels = bytes([2, 0xE8, 0x03])  # max_pyramid_levels = 1000, as dlib 19 and 20 save it
         if not data.startswith(header + levels):
             raise RuntimeError(f"dlib {dlib.__version__} saves its HOG detector in a layout facewire does not "
-                               "know, so it cannot split the scan: run with --detect-threads 1")
+                               "know, so it cannot split the scan")
         with open(path, "wb") as file:
             file.write(header + bytes([1, FINE_LEVELS]) + data[len(header) + len(levels):])
         return dlib.fhog_object_detector(path)
@@ -207,8 +207,7 @@ def load_models(settings: DetectorSettings, fork_safe: bool = False) -> None:
         cnn_detector()
     else:
         hog_detector()
-        if settings.detect_threads != "1":
-            fine_levels_detector()
+        fine_levels_detector()
     landmarks_5()
     if settings.encoder == "dlib":
         face_encoder()
@@ -276,18 +275,16 @@ def _scan(image: np.ndarray, scale: float, settings: DetectorSettings) -> list[B
         work = cv2.resize(work, size, interpolation=interpolation)
     if settings.model == "cnn":
         rects = [d.rect for d in cnn_detector()(work, upsample)]
-    elif not upsample and _split(settings, work):
-        rects = _hog_on_two_threads(work)
+    elif not upsample and work.shape[0] * work.shape[1] >= SPLIT_PIXELS:
+        rects = _hog_in_two_halves(work, _parallel(settings))
     else:
         rects = hog_detector()(work, upsample)
     return [_scaled_box(rect, scale, height, width) for rect in rects]
 
 
-def _split(settings: DetectorSettings, work: np.ndarray) -> bool:
-    """Whether to scan `work` on two threads (see DetectorSettings.detect_threads)."""
-    if settings.detect_threads == "1" or work.shape[0] * work.shape[1] < SPLIT_PIXELS:
-        return False
-    return settings.detect_threads == "2" or idle_core()
+def _parallel(settings: DetectorSettings) -> bool:
+    """Whether to scan the two halves of the pyramid on two threads (see DetectorSettings.detect_threads)."""
+    return settings.detect_threads == "2" or settings.detect_threads == "auto" and idle_core()
 
 
 def idle_core(looks: int = 4, interval: float = 0.0005) -> bool:
@@ -329,18 +326,19 @@ def _task_state(task: str) -> str:
         return ""
 
 
-def _hog_on_two_threads(work: np.ndarray) -> list[dlib.rectangle]:
-    """dlib's HOG detector on `work`: the coarse levels of its pyramid on a helper thread, the
-    FINE_LEVELS finest here (dlib releases the GIL), merged as dlib merges its levels: by score,
-    dropping a box that is the same face as a better one. The same detections as one call, with
-    boxes that may differ by a pixel (rounded from another level)."""
+def _hog_in_two_halves(work: np.ndarray, parallel: bool) -> list[dlib.rectangle]:
+    """dlib's HOG detector on `work`, its pyramid in two halves: the FINE_LEVELS finest levels here,
+    the coarse ones on a helper thread when `parallel` (dlib releases the GIL), else after them;
+    merged as dlib merges its levels: by score, dropping a box that is the same face as a better
+    one. The same detections as one call, with boxes that may differ by a pixel (rounded from
+    another level); the same boxes whether or not the halves ran in parallel."""
     pyramid = dlib.pyramid_down(6)
     coarse = work
     for _ in range(FINE_LEVELS):
         coarse = pyramid(coarse)
-    coarse_job = helper_thread().submit(hog_detector().run, coarse, 0, 0.0)
+    coarse_job = helper_thread().submit(hog_detector().run, coarse, 0, 0.0) if parallel else None
     fine_rects, fine_scores, _ = fine_levels_detector().run(work, 0, 0.0)
-    coarse_rects, coarse_scores, _ = coarse_job.result()
+    coarse_rects, coarse_scores, _ = coarse_job.result() if parallel else hog_detector().run(coarse, 0, 0.0)
     coarse_rects = [pyramid.rect_up(rect, FINE_LEVELS) for rect in coarse_rects]
     found = sorted(zip([*fine_scores, *coarse_scores], [*fine_rects, *coarse_rects]), key=lambda pair: -pair[0])
     kept: list[dlib.rectangle] = []

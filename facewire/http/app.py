@@ -57,7 +57,7 @@ TOKEN_SUBPROTOCOL = "bearer."
 """A browser cannot set headers on a WebSocket: it offers ["facewire", "bearer.TOKEN"] instead."""
 
 SERVER_ERROR_STATUS = {"bad_image": 400, "bad_name": 400, "bad_photo": 400, "bad_option": 400,
-                       "not_found": 404, "too_large": 413}
+                       "forbidden": 403, "not_found": 404, "too_large": 413}
 """HTTP status of each error code a server reply may carry; any other code is the gateway's fault (502)."""
 HTTP_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                     413: "too_large"}
@@ -66,7 +66,7 @@ T = TypeVar("T")
 
 
 class ErrorDetail(BaseModel):
-    code: str = Field(description="machine-readable: bad_image, bad_name, bad_photo, not_found, too_large, "
+    code: str = Field(description="machine-readable: bad_image, bad_name, bad_photo, forbidden, not_found, too_large, "
                                   "unauthorized, invalid_request, unavailable, ...")
     message: str = Field(description="for people")
 

@@ -14,12 +14,20 @@ from pathlib import Path
 
 import onnxruntime
 
-from facewire.args import bounded, folder, host_port, is_loopback, join_host_port, token_file
+from facewire.args import bounded, host_port, is_loopback, join_host_port, token_file
 from facewire.config import DEFAULT_BIND, Config, Gateway, Security
 from facewire.faces.matching import METHODS, MatchSettings
 from facewire.faces.recognize import ENCODERS, DetectorSettings, dlib_description, encoder_description, load_models
 from facewire.serve.supervisor import run_supervisor
-from facewire.serve.worker import build_service, configure_logging, run_single, run_worker, tracker
+from facewire.serve.worker import (
+    build_service,
+    check_gallery_db,
+    configure_logging,
+    prepare_gallery,
+    run_single,
+    run_worker,
+    tracker,
+)
 from facewire.wire.protocol import DEFAULT_MAX_PIXELS, Limits
 
 log = logging.getLogger("facewire")
@@ -27,7 +35,7 @@ log = logging.getLogger("facewire")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--known-faces", type=folder, default="known_faces",
+    parser.add_argument("--known-faces", type=Path, default=Path("known_faces"),
                         help="gallery folder: NAME.jpg files and/or NAME/ folders of photos (default: %(default)s)")
     parser.add_argument("--bind", default=DEFAULT_BIND, help="ZeroMQ address to bind (default: %(default)s)")
     parser.add_argument("--workers", type=bounded(int, 0), default=os.cpu_count() or 1, metavar="N",
@@ -38,8 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker", action="store_true", help="run as one worker of a server (needs --connect)")
     parser.add_argument("--connect", metavar="ADDR", help="with --worker: the server's --worker-bind address")
     parser.add_argument("--keys", type=Path, metavar="DIR",
-                        help="serve with CURVE: DIR/server.key_secret, admitting DIR/authorized/*.key "
-                             "(make them with: python -m facewire.wire.keys DIR --client NAME)")
+                        help="serve with CURVE: DIR/server.key_secret, admitting DIR/authorized/*.key to recognise "
+                             "and DIR/editors/*.key to also enrol, remove and reload "
+                             "(make them with: python -m facewire.wire.keys DIR --client NAME --editor NAME)")
+    parser.add_argument("--read-only", action="store_true", help="refuse every change to the gallery (enrol, "
+                        "remove, reload) with a 'forbidden' error")
     parser.add_argument("--key", type=Path, metavar="FILE",
                         help="with --worker: this worker's .key_secret, when the server uses --keys")
     parser.add_argument("--server-key", type=Path, metavar="FILE",
@@ -70,8 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "two when a core is idle (default: %(default)s)")
     parser.add_argument("--max-megapixels", type=bounded(float, 0, above=True), default=DEFAULT_MAX_PIXELS / 1e6,
                         help="refuse larger images (default: %(default)g)")
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="encoding cache file (default: KNOWN_FACES/.facewire-cache.npz)")
+    parser.add_argument("--db", metavar="URL",
+                        help="the gallery database: sqlite:///PATH or postgresql://... (default: "
+                             "sqlite:///KNOWN_FACES/.facewire.db); workers on other hosts given the same "
+                             "PostgreSQL URL need no copy of the folder")
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--http", type=host_port, metavar="HOST:PORT",
                         help="also start the HTTP gateway and web pages there (python -m facewire.http), "
                              "e.g. 127.0.0.1:8000")
@@ -104,6 +118,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.http is not None and not is_loopback(args.http[0]) and args.http_token_file is None:
         parser.error(f"--http {args.http[0]} can be reached from other hosts: give --http-token-file FILE, "
                      "so that every HTTP call must carry its bearer token")
+    if args.cache is not None:
+        parser.error("--cache is gone: encodings live in the gallery database now (--db URL, by default "
+                     "KNOWN_FACES/.facewire.db); delete the old .npz")
+    if args.db is not None and not args.db.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        parser.error(f"--db {args.db!r}: give sqlite:///PATH or postgresql://...")
+    if args.db is None and not args.known_faces.is_dir():
+        parser.error(f"--known-faces {args.known_faces}: no such folder (or give --db URL)")
     if args.min_face < 1:  # checked here, so that its declaration stays as it is
         parser.error(f"argument --min-face: {args.min_face} is not 1 or more")
     return args
@@ -112,14 +133,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def configuration(args: argparse.Namespace) -> Config:
     """The one configuration of this server (or worker), from its command line."""
     return Config(
-        known_faces=args.known_faces, cache=args.cache,
+        known_faces=args.known_faces, db=args.db,
         detector=DetectorSettings(args.model, args.upsample, args.min_face, args.min_face_fraction, args.encoder,
                                   tuple(args.providers), args.detect_threads),
         matching=MatchSettings(args.tolerance, args.match, args.k),
         limits=Limits(int(args.max_megapixels * 1e6)),
         bind=args.bind, workers=args.workers, worker_bind=args.worker_bind, connect=args.connect,
         security=Security(args.keys, args.key, args.server_key), hang_timeout=args.hang_timeout,
-        log_level=args.log_level, http=None if args.http is None else Gateway(
+        read_only=args.read_only, log_level=args.log_level, http=None if args.http is None else Gateway(
             bind=join_host_port(*args.http), token_file=args.http_token_file,
             limits=Limits(int(args.max_megapixels * 1e6)), log_level=args.log_level),
     )
@@ -133,11 +154,14 @@ def main() -> None:
     signer = tracker()  # made once here: local workers inherit its secret in their environment (not in ps)
     if not args.worker:
         log.info("running %s", dlib_description())
+    check_gallery_db(config)
     if not args.worker and config.workers != 1:
         run_supervisor(config, started)
         return
     load_models(config.detector)
     log.info("encoding with %s", encoder_description(config.detector))
+    if not args.worker:
+        prepare_gallery(config)
     service = build_service(config, signer)
     if args.worker:
         run_worker(config, service)

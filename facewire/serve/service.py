@@ -18,9 +18,10 @@ from facewire.faces import draw, images
 from facewire.faces.matching import UNKNOWN, Match, MatchSettings, match_faces
 from facewire.faces.recognize import SAME_FACE_IOU, Box, detect_faces, detect_faces_near, encode_faces, iou
 from facewire.serve.track import Tracker, Vouch
-from facewire.store.gallery import Gallery
-from facewire.store.live import EnrolError, GalleryStore
+from facewire.store.live import GalleryStore
+from facewire.store.names import EnrolError
 from facewire.wire import protocol
+from facewire.wire.keys import ANONYMOUS, Sender
 from facewire.wire.protocol import FaceResult, Request
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,22 @@ class Service:
     matching: MatchSettings = MatchSettings()
     limits: protocol.Limits = protocol.Limits()
     tracker: Tracker = field(default_factory=Tracker)
+    read_only: bool = False
 
-    def handle(self, frames: Sequence[protocol.Buffer]) -> Reply:
-        """Answer one request; any failure is turned into an error reply."""
+    def handle(self, frames: Sequence[protocol.Buffer], sender: Sender = ANONYMOUS) -> Reply:
+        """Answer one request from `sender`; any failure is turned into an error reply."""
         try:
             request = protocol.parse_request(frames, self.limits)
         except protocol.ProtocolError as exc:
             log.warning("refused request: %s: %s", exc.code, exc.message)
             return protocol.pack_error(exc.code, exc.message, exc.request_id)
+        if request.op in EDITS and (self.read_only or not sender.editor):
+            why = "this server is read-only" if self.read_only else f"{sender.name}'s key is not an editor's"
+            log.warning("refused %s from %s: %s", request.op, sender.name, why)
+            return protocol.pack_error("forbidden", f"{request.op} refused: {why}", request.request_id)
         try:
+            if request.op in EDITS:
+                return OPS[request.op](self, request, sender.name)
             return OPS[request.op](self, request)
         except EnrolError as exc:
             log.warning("refused %s: %s", request.op, exc)
@@ -61,21 +69,23 @@ class Service:
             return protocol.pack_error("internal", "the server failed on this request; see its log", request.request_id)
 
     def ping(self, request: Request) -> Reply:
-        return self._reply(request, self._counts(self.store.current()))
+        return self._reply(request, self._counts())
 
-    def reload(self, request: Request) -> Reply:
-        return self._reply(request, self._counts(self.store.reload()))
+    def reload(self, request: Request, who: str) -> Reply:
+        log.info("reload asked by %s", who)
+        self.store.reload()
+        return self._reply(request, self._counts())
 
     def list_people(self, request: Request) -> Reply:
         return self._reply(request, {"people": self.store.people()})
 
-    def enroll(self, request: Request) -> Reply:
+    def enroll(self, request: Request, who: str) -> Reply:
         name = request.options.name
-        return self._reply(request, {"name": name, "photos": self.store.enrol(name, request.image)})
+        return self._reply(request, {"name": name, "photos": self.store.enrol(name, request.image, who)})
 
-    def remove(self, request: Request) -> Reply:
+    def remove(self, request: Request, who: str) -> Reply:
         name = request.options.name
-        return self._reply(request, {"name": name, "removed": self.store.remove(name)})
+        return self._reply(request, {"name": name, "removed": self.store.remove(name, who)})
 
     def photo(self, request: Request) -> Reply:
         name = request.options.name
@@ -96,9 +106,8 @@ class Service:
         encodings = (encode_faces(images.to_rgb(request.image), fresh, self.store.settings) if fresh
                      else np.empty((0, 128)))  # every face tracked: not even a colour conversion
         clock.lap("encode")
-        gallery = self.store.current()
         settings = replace(self.matching, tolerance=tolerance)
-        new = iter(match_faces(encodings, gallery.encodings, gallery.names, settings))
+        new = iter(match_faces(encodings, self.store.current(), None, settings))
         matches = [next(new) if vouch is None else vouch.match(tolerance) for vouch in known]
         clock.lap("match")
         annotated = None
@@ -131,16 +140,19 @@ class Service:
         head = {"op": request.op} if request.request_id is None else {"op": request.op, "id": request.request_id}
         return protocol.pack_reply({**head, **body}, image, request.encoding)
 
-    @staticmethod
-    def _counts(gallery: Gallery) -> dict[str, Any]:
-        return {"version": __version__, "people": len(gallery.people), "photos": len(gallery.names)}
+    def _counts(self) -> dict[str, Any]:
+        people, photos = self.store.counts()
+        return {"version": __version__, "people": people, "photos": photos}
 
 
-OPS: dict[str, Callable[[Service, Request], Reply]] = {
+OPS: dict[str, Callable[..., Reply]] = {
     "recognize": Service.recognize, "enroll": Service.enroll, "remove": Service.remove,
     "list": Service.list_people, "reload": Service.reload, "ping": Service.ping, "photo": Service.photo,
 }
 """The service's op table: one method per op of the protocol."""
+EDITS = ("enroll", "remove", "reload")
+"""Ops that change the gallery: refused with --read-only, and with --keys to keys not in editors/;
+their methods are told who asked."""
 
 
 def verified(tokens: Sequence[str], tolerance: float, tracker: Tracker) -> list[Vouch]:

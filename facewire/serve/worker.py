@@ -18,12 +18,14 @@ import zmq
 
 from facewire.config import Config
 from facewire.faces.recognize import encoder_description, load_models
+from facewire.serve.broker import sender_of
 from facewire.serve.forkserver import in_child, serve_forks
 from facewire.serve.gateway import gateway_beside
 from facewire.serve.service import Service
 from facewire.serve.track import Tracker, server_secret
-from facewire.store.live import GalleryStore
-from facewire.wire.keys import KeysError, NoKeys, ServerKeys, load_client_keys, load_server_keys
+from facewire.store.database import DatabaseError, open_database, redact
+from facewire.store.live import GalleryStore, prepare
+from facewire.wire.keys import KeysError, NoKeys, Sender, ServerKeys, load_client_keys, load_server_keys
 from facewire.wire.transport import is_public, open_socket
 
 log = logging.getLogger(__name__)
@@ -32,9 +34,12 @@ POLL_MS = 200
 HEARTBEAT_SECONDS = 1.0
 
 
-def serve(service: Service, socket: zmq.Socket, stop: threading.Event, status: zmq.Socket | None = None) -> None:
+def serve(service: Service, socket: zmq.Socket, stop: threading.Event, status: zmq.Socket | None = None,
+          brokered: bool = False) -> None:
     """Answer requests on a REP socket until `stop` is set; closes the socket.
 
+    `brokered`: requests come through a broker, each after its sender's stamp (broker.py);
+    otherwise the sender is the name the ZAP handler gave the client's connection.
     With a `status` socket (a worker under a local supervisor) it reports b"busy" on taking a
     request, b"idle" when done, and b"idle" each second while waiting: the supervisor's
     watchdog kills a worker that stays busy too long or falls silent.
@@ -50,7 +55,11 @@ def serve(service: Service, socket: zmq.Socket, stop: threading.Event, status: z
             frames = socket.recv_multipart(copy=False)
             if status is not None:
                 _report(status, b"busy")
-            socket.send_multipart(service.handle([frame.buffer for frame in frames]), copy=False)
+            if brokered:
+                sender, frames = Sender.from_stamp(frames[0].buffer), frames[1:]
+            else:
+                sender = sender_of(frames[0])
+            socket.send_multipart(service.handle([frame.buffer for frame in frames], sender), copy=False)
             last_beat = 0.0
     finally:
         socket.close()
@@ -84,17 +93,42 @@ def tracker() -> Tracker:
         raise SystemExit(str(exc)) from None
 
 
+def check_gallery_db(config: Config) -> None:
+    """Open the gallery database once (creating it if need be), or exit with what is wrong with it."""
+    try:
+        open_database(config.gallery_db()).close()
+    except DatabaseError as exc:
+        raise SystemExit(f"cannot use the gallery database: {exc}") from None
+
+
+def prepare_gallery(config: Config) -> None:
+    """Sync the folder into the gallery database, re-encode what the encoder lacks, save the index of a big gallery."""
+    try:
+        stats = prepare(config.gallery_db(), config.gallery_folder(), config.detector)
+    except DatabaseError as exc:
+        raise SystemExit(f"cannot use the gallery database: {exc}") from None
+    synced = stats.sync
+    log.info("gallery %s%s: %s%d photos re-encoded, %s, in %.2f s", redact(config.gallery_db()),
+             f" and folder {config.known_faces}" if synced else "",
+             f"{synced.seen} files ({synced.unchanged} unchanged, {synced.added} added, {synced.removed} removed, "
+             f"{synced.skipped} skipped), " if synced else "", stats.reencoded,
+             "index saved" if stats.saved_index is not None else "no index saved", stats.seconds)
+
+
 def open_store(config: Config) -> GalleryStore:
-    """The gallery, loaded (encoding what the cache lacks) and kept in step with the disk."""
-    store = GalleryStore(config.known_faces, config.detector, config.cache)
-    stats = store.stats
-    log.info("gallery %s: %d photos, %d encoded, %d from cache, %d skipped, loaded in %.2f s",
-             config.known_faces, stats.photos, stats.encoded, stats.from_cache, len(stats.skipped), stats.seconds)
+    """The gallery database as this worker sees it, its index loaded and kept in step with every change."""
+    started = time.perf_counter()
+    try:
+        store = GalleryStore.open(config.gallery_db(), config.gallery_folder(), config.detector)
+    except DatabaseError as exc:
+        raise SystemExit(str(exc)) from None
+    log.info("gallery loaded: %d faces at seq %d (%s), in %.2f s", len(store.index), store.seq,
+             "exact" if store.index.exact else "indexed", time.perf_counter() - started)
     return store
 
 
 def build_service(config: Config, signer: Tracker) -> Service:
-    return Service(open_store(config), config.matching, config.limits, signer)
+    return Service(open_store(config), config.matching, config.limits, signer, read_only=config.read_only)
 
 
 def run_single(config: Config, service: Service, started: float) -> None:
@@ -111,9 +145,8 @@ def run_single(config: Config, service: Service, started: float) -> None:
                                  max_bytes=config.limits.max_frame_bytes, serving=True)
         except zmq.ZMQError as exc:
             raise SystemExit(f"cannot bind {config.bind}: {exc}") from None
-        gallery, endpoint = service.store.gallery, socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        log.info("ready on %s: %d people, %d photos, in %.2f s", endpoint,
-                 len(gallery.people), len(gallery.names), time.monotonic() - started)
+        (people, photos), endpoint = service.store.counts(), socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        log.info("ready on %s: %d people, %d photos, in %.2f s", endpoint, people, photos, time.monotonic() - started)
         with gateway_beside(config, endpoint):
             serve(service, socket, stop)
     context.term()
@@ -129,7 +162,7 @@ def server_keys(config: Config) -> ServerKeys | NoKeys:
     except KeysError as exc:
         raise SystemExit(str(exc)) from None
     if config.security.keys is not None:
-        log.info("CURVE on: admitting the keys in %s", keys.authorized)
+        log.info("CURVE on: admitting the keys in %s, and in %s as editors", keys.authorized, keys.editors)
     return keys
 
 
@@ -155,7 +188,7 @@ def run_worker(config: Config, service: Service, parent: int | None = None) -> N
         status.connect(config.status)
     log.info("worker %d serving %s, encoding with %s", os.getpid(), config.connect,
              encoder_description(config.detector))
-    serve(service, socket, stop, status)
+    serve(service, socket, stop, status, brokered=True)
     if status is not None:
         status.close()
     context.term()
@@ -176,15 +209,14 @@ def exit_with_parent(stop: threading.Event, parent: int) -> None:
 
 
 def run_template(config: Config) -> None:
-    """Load the models, warm the gallery's cache in a child, then fork a worker whenever asked.
+    """Load the models, prepare the gallery database in a child, then fork a worker whenever asked.
 
     The template itself computes nothing (see forkserver.py), and each worker opens its own
     store, ONNX Runtime session and ZeroMQ context after the fork."""
-    if not config.known_faces.is_dir():
-        raise SystemExit(f"no gallery folder {config.known_faces}")
     signer = tracker()
     load_models(config.detector, fork_safe=True)
-    in_child(lambda: open_store(config))
+    if in_child(lambda: prepare_gallery(config)) != 0:
+        raise SystemExit("the gallery database could not be prepared (see above)")
     template = os.getpid()
 
     serve_forks(prepare=lambda: load_models(config.detector),  # what cannot be shared: the ONNX Runtime session

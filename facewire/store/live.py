@@ -1,174 +1,314 @@
-"""The live gallery: known_faces/ on disk, reloaded when it changes, and edited by enrol/remove.
+"""The live gallery: the gallery database as one worker sees it, in step with every change.
 
-Every worker owns a GalleryStore. `current()` compares fingerprints with the last ones
-and reloads from the warm cache when anything changed. The cache file and the gallery
-folder (2 stat calls) are checked on every request: that catches an enrolment by another
-worker, and people added or removed. The person folders (photos added by hand) are
-checked at most once a second, so a big gallery adds no per-request cost.
+At start (`prepare`, once per server, in a child of the worker template) the host's folder is
+synced into the database, photos that lack an encoding by the running encoder are re-encoded
+from their stored bytes, and for a big gallery the face index is saved beside the database,
+so that each worker loads it memory-mapped instead of reading every vector.
+
+Each worker (`GalleryStore`) then holds the gallery as one FaceIndex and, before each request,
+applies only the change log's new rows: on SQLite it reads the last sequence number (one indexed
+read); on PostgreSQL it takes LISTEN/NOTIFY's news, and reads the sequence at least once a second.
+The folder is checked for changes at most once a second, and synced by one worker at a time.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from facewire.faces import images
-from facewire.faces.images import ImageError
-from facewire.faces.recognize import DetectorSettings, find_faces
+from facewire.faces.index import FaceIndex
+from facewire.faces.recognize import DetectorSettings, box_area, find_faces
 from facewire.files import write_atomically
-from facewire.store.gallery import Gallery, LoadStats, cache_path_for, load_gallery, scan
+from facewire.store.database import Database, FileRecord, NewPhoto, PostgresBackend, open_database
+from facewire.store.gallery import scan
+from facewire.store.names import BadPhoto, NotFound, check_name
+from facewire.store.sync import SyncStats, folder_origin, sync_folder
 
 log = logging.getLogger(__name__)
 
-MAX_NAME_LENGTH = 100
 THUMBNAIL = 160
 """`GalleryStore.photo` fits a person's photo within this many pixels a side."""
 FOLDER_CHECK_SECONDS = 1.0
+SEQ_CHECK_SECONDS = 1.0
+"""On PostgreSQL a worker trusts NOTIFY, and reads the last sequence number at least this often."""
+SAVED_INDEX_FROM = 20_000
+"""Galleries of this many faces or more get their index saved beside the database at start:
+reading 10^5 vectors from SQLite takes about a second, 10^6 about ten."""
+STALE_INDEX_CHANGES = 10_000
+"""A saved index this many changes behind the database is saved again at the next start."""
 
 
-class EnrolError(ValueError):
-    """A name or photo the gallery refuses; each subclass carries its `code` for programs, the message is for people."""
-
-    code = "bad_request"
-
-
-class BadName(EnrolError):
-    code = "bad_name"
+def encoder_tag(settings: DetectorSettings) -> str:
+    """The tag of the encodings `settings` makes (stored with each vector): it changes with the encoder
+    and with every detection setting that could move a face's box."""
+    return settings.cache_tag()
 
 
-class BadPhoto(EnrolError):
-    code = "bad_photo"
+def photo_encoder(settings: DetectorSettings):
+    """The folder sync's encoder: a photo's bytes -> (faces found, the largest face's encoding or None)."""
+    def encode(data: bytes) -> tuple[int, np.ndarray | None]:
+        faces = find_faces(images.decode_image(data), settings)
+        if not faces:
+            return 0, None
+        return len(faces), max(faces, key=lambda face: box_area(face.box)).encoding
+    return encode
 
 
-class NotFound(EnrolError):
-    code = "not_found"
+def index_folder(db: Database, db_url: str) -> Path:
+    """Where the saved index of `db` lives: beside a SQLite file, or in the user's cache for PostgreSQL."""
+    if isinstance(db.backend, PostgresBackend):
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facewire"
+        return base / f"index-{hashlib.sha256(db_url.encode()).hexdigest()[:16]}"
+    return Path(f"{db.backend.path}-index")
 
 
-def check_name(name: object) -> str:
-    """A person's name: any Unicode text, but no path tricks and no control characters."""
-    if not isinstance(name, str) or not name.strip():
-        raise BadName("name must be a non-empty string")
-    name = unicodedata.normalize("NFC", name.strip())
-    if len(name) > MAX_NAME_LENGTH:
-        raise BadName(f"name is longer than {MAX_NAME_LENGTH} characters")
-    if name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0"):
-        raise BadName("name must not contain / or \\, nor start with a dot")
-    if any(unicodedata.category(c).startswith("C") for c in name):
-        raise BadName("name must not contain control characters")
-    return name
+@dataclass
+class PrepareStats:
+    """What `prepare` did: the folder sync, the photos re-encoded, and the index saved (its seq, or None)."""
+
+    sync: SyncStats | None = None
+    reencoded: int = 0
+    saved_index: int | None = None
+    seconds: float = 0.0
+
+
+def prepare(db_url: str, known_dir: Path | None, settings: DetectorSettings) -> PrepareStats:
+    """Make the database ready for workers: sync the folder, re-encode what the encoder lacks, save the index."""
+    started, stats = time.perf_counter(), PrepareStats()
+    with open_database(db_url) as db:
+        if known_dir is not None:
+            stats.sync = sync_locked(db, known_dir, settings, wait=True)
+        stats.reencoded = reencode(db, settings)
+        stats.saved_index = save_index(db, db_url, settings)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def sync_locked(db: Database, known_dir: Path, settings: DetectorSettings, wait: bool) -> SyncStats | None:
+    """Sync the folder, holding a lock on it (flock on the folder itself, so a read-only folder works too);
+    None when another process of this host holds it and not `wait`."""
+    folder = os.open(known_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return None
+        return sync_folder(db, known_dir, photo_encoder(settings), encoder_tag(settings))
+    finally:
+        os.close(folder)
+
+
+def reencode(db: Database, settings: DetectorSettings) -> int:
+    """Encode, from their stored bytes, the photos that have no encoding by `settings`' encoder."""
+    needing = db.photos_needing(encoder_tag(settings))
+    if needing:
+        log.info("re-encoding %d photos for encoder %s", len(needing), encoder_tag(settings))
+    encode = photo_encoder(settings)
+    for photo in tqdm(needing, desc="re-encoding", unit="photo", disable=len(needing) < 50 or None):
+        try:
+            faces, vector = encode(photo.data)
+        except images.ImageError as exc:
+            log.warning("stored photo %d of %s cannot be read (%s)", photo.photo_id, photo.name, exc)
+            faces, vector = 0, None
+        db.store_encoding(photo.photo_id, encoder_tag(settings), faces, vector, "re-encode")
+    return len(needing)
+
+
+def save_index(db: Database, db_url: str, settings: DetectorSettings) -> int | None:
+    """Save the index of a big gallery beside the database, unless the saved one is recent enough;
+    returns the seq saved, or None. Older saved indexes are deleted (a worker that maps one keeps it)."""
+    folder = index_folder(db, db_url)
+    saved = latest_saved(folder)
+    seq = db.last_seq()
+    if saved is not None and seq - saved[0] < STALE_INDEX_CHANGES:
+        return None
+    snapshot = db.snapshot(encoder_tag(settings))
+    if len(snapshot.photo_ids) < SAVED_INDEX_FROM:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{snapshot.seq:012d}"
+    if not target.exists():
+        FaceIndex.build(snapshot.photo_ids, snapshot.names, snapshot.vectors).save(target, snapshot.seq)
+    for old in folder.iterdir():
+        if old != target and not old.name.startswith("."):
+            shutil.rmtree(old, ignore_errors=True)
+    return snapshot.seq
+
+
+def latest_saved(folder: Path) -> tuple[int, Path] | None:
+    """The newest index saved in `folder` (its seq and path), or None."""
+    saved = sorted((int(path.name), path) for path in folder.glob("[0-9]" * 12)) if folder.is_dir() else []
+    return saved[-1] if saved else None
 
 
 @dataclass
 class GalleryStore:
-    """known_faces/ and its cache, kept in step with the disk."""
+    """The gallery database as a worker sees it: `current()` is the face index, in step with the database."""
 
-    known_dir: Path
+    db: Database
+    db_url: str
     settings: DetectorSettings
-    cache_path: Path | None = None
-    gallery: Gallery = field(default_factory=Gallery.empty)
-    stats: LoadStats = field(default_factory=LoadStats)
-    quick: tuple = ()
-    folders: tuple = ()
-    folders_checked: float = 0.0
+    known_dir: Path | None
+    index: FaceIndex = field(init=False)
+    seq: int = 0
+    folder_stamp: tuple = ()
+    folder_checked: float = 0.0
+    seq_checked: float = 0.0
 
     def __post_init__(self) -> None:
-        self.known_dir = Path(self.known_dir)
-        self.reload()
+        self.listener = self.db.listen() if isinstance(self.db.backend, PostgresBackend) else None
+        self.folder_stamp = self._folder_fingerprint()
+        self._load()
 
-    def _cache_stamp(self) -> int:
-        cache = cache_path_for(self.known_dir, self.cache_path)
-        return cache.stat().st_mtime_ns if cache.exists() else 0
+    @classmethod
+    def open(cls, db_url: str, known_dir: Path | None, settings: DetectorSettings) -> GalleryStore:
+        return cls(open_database(db_url), db_url, settings, None if known_dir is None else Path(known_dir))
 
-    def _quick_fingerprint(self) -> tuple:
-        return (self._cache_stamp(), self.known_dir.stat().st_mtime_ns)
+    @classmethod
+    def prepared(cls, db_url: str, known_dir: Path | None, settings: DetectorSettings) -> GalleryStore:
+        """`prepare`, then `open`: a whole server's start in this process (for tests and tools)."""
+        prepare(db_url, known_dir, settings)
+        return cls.open(db_url, known_dir, settings)
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        self.db.close()
+
+    def _load(self) -> None:
+        """The index: the saved one (memory-mapped) and the changes since, or the database's snapshot."""
+        saved = latest_saved(index_folder(self.db, self.db_url))
+        if saved is not None:
+            self.index, self.seq = FaceIndex.load(saved[1]), saved[0]
+            self._apply_changes()
+        else:
+            snapshot = self.db.snapshot(encoder_tag(self.settings))
+            self.index = FaceIndex.build(snapshot.photo_ids, snapshot.names, snapshot.vectors)
+            self.seq = snapshot.seq
+
+    def reload(self) -> FaceIndex:
+        """Sync the folder now and rebuild the index from the database."""
+        if self.known_dir is not None:
+            sync_locked(self.db, self.known_dir, self.settings, wait=True)
+        self._load()
+        return self.index
+
+    def current(self) -> FaceIndex:
+        """The gallery as the database has it now: new changes applied, the folder synced if it changed."""
+        now = time.monotonic()
+        if self.known_dir is not None and now - self.folder_checked >= FOLDER_CHECK_SECONDS:
+            self.folder_checked = now
+            stamp = self._folder_fingerprint()
+            if stamp != self.folder_stamp and sync_locked(self.db, self.known_dir, self.settings, wait=False):
+                self.folder_stamp = stamp
+        self.refresh()
+        return self.index
+
+    def refresh(self) -> None:
+        """Apply the change log's rows after `seq`, if there are any."""
+        if self.listener is not None:
+            news = self.listener.wait(0)
+            if news is None and time.monotonic() - self.seq_checked < SEQ_CHECK_SECONDS:
+                return
+            self.seq_checked = time.monotonic()
+        if self.db.last_seq() > self.seq:
+            self._apply_changes()
+
+    def _apply_changes(self) -> None:
+        changes = self.db.changes_since(self.seq, encoder_tag(self.settings))
+        for change in changes:
+            if self._present(change.photo_id) and (change.op == "remove" or change.vector is not None):
+                self.index.remove([change.photo_id])
+            if change.op == "add" and change.vector is not None:
+                self.index.add(np.array([change.photo_id]), [change.name], change.vector[None, :])
+        if changes:
+            self.seq = changes[-1].seq
+            log.info("gallery: %d changes applied, now at seq %d, %d faces", len(changes), self.seq, len(self.index))
+
+    def _present(self, photo_id: int) -> bool:
+        try:
+            self.index.name_of(photo_id)
+        except KeyError:
+            return False
+        return True
 
     def _folder_fingerprint(self) -> tuple:
+        if self.known_dir is None or not self.known_dir.is_dir():
+            return ()
         folders = [p for p in self.known_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folders))
-
-    def reload(self) -> Gallery:
-        """Load the gallery. The folders are stamped *before* loading, so a change made during
-        the load is seen at the next check; the cache after, so our own cache write is not."""
-        folder_stamp, folders = self.known_dir.stat().st_mtime_ns, self._folder_fingerprint()
-        self.gallery, self.stats = load_gallery(self.known_dir, self.settings, self.cache_path)
-        self.quick, self.folders = (self._cache_stamp(), folder_stamp), folders
-        self.folders_checked = time.monotonic()
-        return self.gallery
-
-    def current(self) -> Gallery:
-        """The gallery as the disk has it now (reloaded only if something changed)."""
-        changed = self._quick_fingerprint() != self.quick
-        if not changed and time.monotonic() - self.folders_checked >= FOLDER_CHECK_SECONDS:
-            self.folders_checked = time.monotonic()
-            changed = self._folder_fingerprint() != self.folders
-        if changed:
-            log.info("gallery changed on disk; reloading")
-            self.reload()
-        return self.gallery
+        return (self.known_dir.stat().st_mtime_ns, *sorted((p.name, p.stat().st_mtime_ns) for p in folders))
 
     def people(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for name in self.current().names:
-            counts[name] = counts.get(name, 0) + 1
-        return dict(sorted(counts.items()))
+        """Each person's name and photo count (a query over every photo: for `list`, not for every request)."""
+        return self.db.people()
 
-    def enrol(self, name: str, image: np.ndarray) -> int:
-        """Store a photo with exactly one face under known_faces/NAME/; returns that person's photo count."""
+    def counts(self) -> tuple[int, int]:
+        """How many people the database has, and how many faces this worker matches against."""
+        return self.db.people_count(), len(self.current())
+
+    def enrol(self, name: str, image: np.ndarray, who: str = "local") -> int:
+        """Add a photo with exactly one face of `name` (one transaction, logged with `who`); on a host with
+        a folder it also appears there as NAME/<hash>.jpg. Returns that person's photo count."""
         name = check_name(name)
         faces = find_faces(image, self.settings)
         if len(faces) != 1:
             raise BadPhoto(f"the photo must show exactly one face; it shows {len(faces)}")
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
         if not ok:
-            raise ImageError("could not encode the photo")
-        folder = self.known_dir / name
-        if any(p.name == name and p.path.parent == self.known_dir for p in scan(self.known_dir)):
-            raise BadName(f"{name} is a single-file entry (NAME.jpg): move it into a {name}/ folder first")
-        folder.mkdir(exist_ok=True)
-        photo = data.tobytes()
-        write_atomically(folder / f"{_digest(data)}.jpg", lambda f: f.write(photo))
-        self.reload()
-        log.info("enrolled a photo of %s", name)
-        return self.people().get(name, 0)
+            raise images.ImageError("could not encode the photo")
+        photo, sha256 = data.tobytes(), hashlib.sha256(data.tobytes()).hexdigest()
+        new = NewPhoto(name, photo, sha256, "api", encoder_tag(self.settings), 1, faces[0].encoding)
+        if self.known_dir is None:
+            self.db.add_photo(new, who)
+        else:  # the mirror file first, then the photo and the file's record in one transaction
+            mirror = self.known_dir / name / f"{sha256[:16]}.jpg"
+            mirror.parent.mkdir(exist_ok=True)
+            write_atomically(mirror, lambda f: f.write(photo))
+            stat = mirror.stat()
+            record = FileRecord(f"{name}/{mirror.name}", stat.st_size, stat.st_mtime_ns, sha256)
+            self.db.record_file(folder_origin(self.known_dir, socket.gethostname()), record, new, who)
+        self.refresh()
+        log.info("enrolled a photo of %s (by %s)", name, who)
+        return self.db.photo_count(name)
 
-    def remove(self, name: str) -> int:
-        """Remove a person (folder and single-file entries); returns how many photos went."""
+    def remove(self, name: str, who: str = "local") -> int:
+        """Remove a person: every photo (one transaction, logged with `who`), and this host's files of them."""
         name = check_name(name)
-        photos = [p for p in scan(self.known_dir) if p.name == name]
-        if not photos:
+        files = [p.path for p in scan(self.known_dir) if p.name == name] if self.known_dir is not None else []
+        removed = self.db.remove_person(name, who)
+        if not removed and not files:
             raise NotFound(f"no person called {name}")
-        folder = self.known_dir / name
-        if folder.is_dir():
+        if self.known_dir is not None and (self.known_dir / name).is_dir():
             trash = Path(tempfile.mkdtemp(dir=self.known_dir, prefix=".removing-"))
-            os.replace(folder, trash / "person")  # disappears at once, then is deleted
+            os.replace(self.known_dir / name, trash / "person")  # disappears at once, then is deleted
             shutil.rmtree(trash)
-        for photo in photos:
-            photo.path.unlink(missing_ok=True)
-        self.reload()
-        log.info("removed %s (%d photos)", name, len(photos))
-        return len(photos)
-
+        for path in files:
+            path.unlink(missing_ok=True)
+        self.refresh()
+        log.info("removed %s (%d photos, by %s)", name, removed, who)
+        return removed
 
     def photo(self, name: str) -> np.ndarray:
-        """A thumbnail (at most THUMBNAIL px a side, BGR) of the person's first photo, by path."""
+        """A thumbnail (at most THUMBNAIL px a side, BGR) of the person's first photo."""
         name = check_name(name)
-        photos = sorted(p.path for p in scan(self.known_dir) if p.name == name)
-        if not photos:
-            raise NotFound(f"no person called {name}")
-        image = images.to_bgr(images.read_image(photos[0]))
+        data = self.db.first_photo(name)
+        if data is None:
+            raise NotFound(f"no photo of {name}" + (" (only imported encodings)" if self.db.photo_count(name) else
+                                                    ": no person of that name"))
+        image = images.to_bgr(images.decode_image(data))
         scale = THUMBNAIL / max(image.shape[:2])
         return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
 
-
-def _digest(data: np.ndarray) -> str:
-    return hashlib.sha256(data.tobytes()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""`facewire-gallery`: the gallery database from the command line (import, export, list, stats)."""
