@@ -18,15 +18,17 @@ matched to the gallery, and the names must be exactly the labelled ones.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
 
-from facewire.faces import images
+from facewire.faces import images, recognize
 from facewire.faces.matching import UNKNOWN, MatchSettings, match_faces
 from facewire.faces.recognize import Box, DetectorSettings, find_faces
 
@@ -37,8 +39,14 @@ REPO_PROBES = ROOT / "test_images"
 EXPECTED_UNKNOWN = "unknown"
 SMALL_FACE_SETS = ("reduced", "mosaics", "dark", "crops")
 SET_DETECTION = DetectorSettings(detect_threads="1")
-"""The sets are built from the faces this finds in the shared photos: on one thread, so that they are
-the same pictures on a busy machine and an idle one (two threads may move a box by a pixel)."""
+
+
+def portraits(shared: list[Case], gallery: Path) -> list[Portrait]:
+    """Every face of the shared photos and of the repo's group picture, with who it is, found by one plain
+    dlib call per picture (never the pyramid's two halves, whose boxes may differ by a pixel): the sets are
+    fixed inputs, the same pictures whatever facewire's detection does now."""
+    with mock.patch.object(recognize, "SPLIT_PIXELS", math.inf):
+        return _portraits(shared, gallery)
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,7 @@ def shared_set(faces: Path = SHARED_FACES) -> list[Case]:
             for key, names in sorted(labels.items()) if not key.startswith("_")]
 
 
-def portraits(shared: list[Case], gallery: Path) -> list[Portrait]:
-    """Every face of the shared photos and of the repo's group picture, with who it is."""
+def _portraits(shared: list[Case], gallery: Path) -> list[Portrait]:
     import tempfile
 
     from facewire.store.gallery import load_gallery  # noqa: PLC0415 - only the set builder needs it
