@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from facewire.faces.recognize import DetectorSettings
+from facewire.config import default_db_url
+from facewire.faces.settings import DetectorSettings
 from facewire.store.database import (
     IMPORTED,
     SCHEMA_VERSION,
@@ -26,7 +27,6 @@ from facewire.store.database import (
     DatabaseError,
     SqliteBackend,
     backend_for,
-    default_db_url,
     open_database,
     redact,
 )

@@ -403,15 +403,6 @@ def backend_for(url: str) -> SqliteBackend | PostgresBackend:
     raise ValueError(f"unsupported gallery database URL {redact(url)!r}: use sqlite:///PATH or postgresql://...")
 
 
-DEFAULT_DB_NAME = ".facewire.db"
-
-
-def default_db_url(known_faces: Path) -> str:
-    """The gallery database used when none is named: DEFAULT_DB_NAME inside the known-faces folder,
-    as an absolute sqlite:/// URL (the server and the `facewire-gallery` command agree on it)."""
-    return f"sqlite:///{Path(known_faces).absolute() / DEFAULT_DB_NAME}"
-
-
 def open_database(url: str, create: bool = True) -> Database:
     """Open (and with `create`, make) the gallery database at `url`; DatabaseError if it is unusable."""
     backend = backend_for(url)

@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from facewire.faces import images
 from facewire.faces.index import FaceIndex
-from facewire.faces.recognize import DetectorSettings, box_area, find_faces
+from facewire.faces.recognize import box_area, find_faces
+from facewire.faces.settings import DetectorSettings
 from facewire.files import write_atomically
 from facewire.store.database import Database, FileRecord, NewPhoto, PostgresBackend, open_database
 from facewire.store.gallery import scan
