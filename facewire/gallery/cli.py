@@ -20,16 +20,8 @@ from typing import Callable
 
 from facewire.config import default_db_url
 from facewire.faces.settings import DetectorSettings
-from facewire.store.database import (
-    IMPORTED,
-    SCHEMA_VERSION,
-    Database,
-    DatabaseError,
-    SqliteBackend,
-    backend_for,
-    open_database,
-    redact,
-)
+from facewire.store.backends import DatabaseError, SqliteBackend, backend_for, redact
+from facewire.store.database import IMPORTED, SCHEMA_VERSION, Database, open_database
 from facewire.store.live import save_index
 from facewire.store.transfer import TransferError, read_encodings, write_encodings
 

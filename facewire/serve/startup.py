@@ -13,7 +13,8 @@ import threading
 
 from facewire.config import Config
 from facewire.serve.track import Tracker, server_secret
-from facewire.store.database import DatabaseError, open_database
+from facewire.store.backends import DatabaseError
+from facewire.store.database import open_database
 from facewire.wire.keys import KeysError, NoKeys, ServerKeys, load_server_keys
 from facewire.wire.transport import is_public
 

@@ -23,7 +23,7 @@ from facewire.serve.gateway import gateway_beside
 from facewire.serve.service import Service
 from facewire.serve.startup import server_keys, stop_on_signals, tracker
 from facewire.serve.track import Tracker
-from facewire.store.database import DatabaseError, redact
+from facewire.store.backends import DatabaseError, redact
 from facewire.store.live import GalleryStore, prepare
 from facewire.wire.keys import KeysError, Sender, load_client_keys
 from facewire.wire.transport import open_socket
