@@ -38,8 +38,9 @@ from bench.recipes import DemoRecipe, StockRecipe  # noqa: E402
 from facewire.client.client import Client  # noqa: E402
 from facewire.evaluate import Score, judge  # noqa: E402
 from facewire.faces import recognize  # noqa: E402
-from facewire.faces.matching import MatchSettings, match_faces  # noqa: E402
-from facewire.faces.recognize import DetectorSettings, find_faces  # noqa: E402
+from facewire.faces.matching import match_faces  # noqa: E402
+from facewire.faces.recognize import find_faces  # noqa: E402
+from facewire.faces.settings import DetectorSettings, MatchSettings  # noqa: E402
 from facewire.process import ServerProcess  # noqa: E402
 from facewire.store.gallery import load_gallery  # noqa: E402
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench.recipes import DemoRecipe  # noqa: E402
 from facewire.client.client import Client  # noqa: E402
 from facewire.faces import images  # noqa: E402
-from facewire.faces.recognize import DetectorSettings  # noqa: E402
+from facewire.faces.settings import DetectorSettings  # noqa: E402
 from facewire.process import ServerProcess  # noqa: E402
 from facewire.store.gallery import load_gallery  # noqa: E402
 

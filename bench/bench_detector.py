@@ -19,7 +19,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
-import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
@@ -31,11 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_encoder import cpu_model, interleaved_medians  # noqa: E402
-from facewire.faces import onnx_detector  # noqa: E402
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", UserWarning)
-    import face_recognition_models as model_files
+from facewire.faces import model_files, onnx_detector  # noqa: E402
 
 PHOTO = ROOT.parent / "shared" / "data" / "faces" / "test" / "obama-720p.jpg"
 
@@ -51,7 +46,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     name, rgb = picture()
-    dat = model_files.cnn_face_detector_model_location()
+    dat = str(model_files.model_file(model_files.CNN_DETECTOR))
     theirs = dlib.cnn_face_detection_model_v1(dat)
     ours = onnx_detector.OnnxFaceDetector(dat)
     pyramid, _ = ours.pyramid(rgb)

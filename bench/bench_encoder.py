@@ -37,7 +37,8 @@ import onnxruntime as ort  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from facewire.faces import onnx_encoder, onnx_model, recognize  # noqa: E402
+from facewire.faces import model_files, onnx_encoder, onnx_model, recognize  # noqa: E402
+from facewire.faces.settings import DetectorSettings  # noqa: E402
 
 SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"
 LEVELS = {
@@ -62,7 +63,7 @@ def bench_chips(count: int = 8) -> np.ndarray:
         bgr = cv2.imread(str(path))
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         shapes = [recognize.landmarks_5()(rgb, dlib.rectangle(left, top, right, bottom))
-                  for top, right, bottom, left in recognize.detect_faces(bgr, recognize.DetectorSettings())]
+                  for top, right, bottom, left in recognize.detect_faces(bgr, DetectorSettings())]
         chips.extend(onnx_encoder.face_chips(rgb, shapes))
         if len(chips) >= count:
             break
@@ -137,7 +138,7 @@ def main() -> None:
     parser.add_argument("--profile-runs", type=int, default=50, help="batch-1 runs under the profiler")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        model = onnx_model.convert(onnx_model.default_dat(), Path(folder) / "face.onnx")
+        model = onnx_model.convert(model_files.default_dat(), Path(folder) / "face.onnx")
         chips = bench_chips()
         print(f"CPU: {cpu_model()}; dlib {dlib.__version__} (BLAS {'on' if dlib.DLIB_USE_BLAS else 'off'}), "
               f"onnxruntime {ort.__version__}; one thread; median of {args.rounds} interleaved rounds\n")

@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 
 from facewire.client.client import Client, ServerError  # noqa: E402
 from facewire.faces.index import FaceIndex  # noqa: E402
-from facewire.faces.recognize import DetectorSettings  # noqa: E402
+from facewire.faces.settings import DetectorSettings  # noqa: E402
 from facewire.process import ServerProcess  # noqa: E402
 from facewire.serve.forkserver import WORKER_NAME  # noqa: E402
 from facewire.store.database import IMPORTED, open_database  # noqa: E402

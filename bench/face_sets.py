@@ -29,8 +29,9 @@ import cv2
 import numpy as np
 
 from facewire.faces import images, recognize
-from facewire.faces.matching import UNKNOWN, MatchSettings, match_faces
-from facewire.faces.recognize import Box, DetectorSettings, find_faces
+from facewire.faces.matching import UNKNOWN, match_faces
+from facewire.faces.recognize import find_faces
+from facewire.faces.settings import Box, DetectorSettings, MatchSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"

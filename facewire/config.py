@@ -13,13 +13,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from facewire.faces.matching import MatchSettings
-from facewire.faces.recognize import DetectorSettings
-from facewire.store.database import default_db_url
-from facewire.wire.protocol import Limits
+from facewire.faces.settings import DetectorSettings, MatchSettings
+from facewire.wire.limits import Limits
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_HTTP_BIND = "127.0.0.1:8000"
+DEFAULT_DB_NAME = ".facewire.db"
+
+
+def default_db_url(known_faces: Path) -> str:
+    """The gallery database used when none is named: DEFAULT_DB_NAME inside the known-faces folder,
+    as an absolute sqlite:/// URL (the server and the `facewire-gallery` command agree on it)."""
+    return f"sqlite:///{Path(known_faces).absolute() / DEFAULT_DB_NAME}"
 
 
 @dataclass(frozen=True)

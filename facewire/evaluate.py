@@ -20,8 +20,9 @@ from typing import Iterable
 import numpy as np
 
 from facewire.faces import images
-from facewire.faces.matching import METHODS, UNKNOWN, MatchSettings, match_faces
-from facewire.faces.recognize import DetectorSettings, find_faces
+from facewire.faces.matching import UNKNOWN, match_faces
+from facewire.faces.recognize import find_faces
+from facewire.faces.settings import METHODS, DetectorSettings, MatchSettings
 from facewire.store.gallery import Gallery, load_gallery
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from facewire.config import Config, Gateway, Security
-from facewire.faces.matching import MatchSettings
-from facewire.faces.recognize import DetectorSettings
+from facewire.faces.settings import DetectorSettings, MatchSettings
 from facewire.serve import service
 from facewire.serve.cli import configuration, parse_args
 from facewire.wire import protocol
-from facewire.wire.protocol import Limits
+from facewire.wire.limits import Limits
 
 from .conftest import REPO_KNOWN
 

@@ -14,13 +14,8 @@ import pytest
 from facewire.faces import images
 from facewire.process import ROOT
 from facewire.store import database
-from facewire.store.database import (
-    FORMAT,
-    DatabaseError,
-    FileRecord,
-    NewPhoto,
-    open_database,
-)
+from facewire.store.backends import DatabaseError
+from facewire.store.database import FORMAT, FileRecord, NewPhoto, open_database
 
 pytest_plugins = ("tests.postgres",)
 

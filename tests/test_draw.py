@@ -11,7 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from facewire.faces import draw
-from facewire.faces.recognize import DetectorSettings, detect_faces
+from facewire.faces.recognize import detect_faces
+from facewire.faces.settings import DetectorSettings
 
 from .conftest import REPO_PROBES, SHARED_FACES
 

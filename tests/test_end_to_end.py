@@ -17,7 +17,7 @@ import zmq
 
 from facewire.client.client import Client, ServerError
 from facewire.faces import draw
-from facewire.faces.recognize import DetectorSettings
+from facewire.faces.settings import DetectorSettings
 from facewire.process import ServerProcess, free_port
 from facewire.serve import service as service_module
 from facewire.serve.service import Service

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facewire.faces.matching import MatchSettings, match_faces
-from facewire.faces.recognize import DetectorSettings
+from facewire.faces.matching import match_faces
+from facewire.faces.settings import DetectorSettings, MatchSettings
 from facewire.process import ROOT
 from facewire.store import gallery as gallery_module
 from facewire.store.gallery import DEFAULT_CACHE_NAME, encode_photo, load_gallery, read_cache, write_cache

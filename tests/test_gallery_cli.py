@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facewire.faces.recognize import DetectorSettings
+from facewire.config import default_db_url
+from facewire.faces.settings import DetectorSettings
 from facewire.process import ROOT
-from facewire.store.database import IMPORTED, NewPhoto, default_db_url, open_database
+from facewire.store.database import IMPORTED, NewPhoto, open_database
 from facewire.store.transfer import read_encodings, write_encodings
 
 pytest_plugins = ("tests.postgres",)

@@ -19,6 +19,7 @@ import zmq
 from facewire.faces import images
 from facewire.process import ServerProcess
 from facewire.wire import protocol
+from facewire.wire.limits import Limits
 from facewire.wire.ping import answers_ping
 from facewire.wire.protocol import parse_request
 
@@ -67,7 +68,7 @@ def test_malformed_imagezmq_messages_are_refused_with_their_code(frames, code):
 def test_a_jpeg_that_declares_an_enormous_size_is_refused_before_decoding():
     small = images.encode_compressed(np.zeros((8, 8, 3), np.uint8), "jpeg")
     with pytest.raises(protocol.TooLarge):
-        parse_request(frames_of("cam", jpg=small), protocol.Limits(max_pixels=10))
+        parse_request(frames_of("cam", jpg=small), Limits(max_pixels=10))
 
 
 @pytest.fixture(scope="module")

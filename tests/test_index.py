@@ -10,7 +10,8 @@ import pytest
 
 from facewire.faces import index as index_module
 from facewire.faces.index import FaceIndex, IndexFolderError
-from facewire.faces.matching import MatchSettings, match_faces
+from facewire.faces.matching import match_faces
+from facewire.faces.settings import MatchSettings
 
 APPROXIMATE = 500  # an exact limit that makes the test galleries approximate
 

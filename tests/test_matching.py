@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from facewire.faces.matching import UNKNOWN, Match, MatchSettings, confidence, distance_matrix, match_faces
+from facewire.faces.matching import UNKNOWN, Match, confidence, distance_matrix, match_faces
+from facewire.faces.settings import MatchSettings
 
 
 def at(*coordinates: float) -> np.ndarray:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,9 @@ onnx = pytest.importorskip("onnx")
 import cv2  # noqa: E402
 import dlib  # noqa: E402
 
-from facewire.faces import dlib_dat, onnx_encoder, onnx_model, recognize  # noqa: E402
+from facewire.faces import dlib_dat, model_files, onnx_encoder, onnx_model, recognize  # noqa: E402
+from facewire.faces.settings import DetectorSettings  # noqa: E402
 from facewire.process import ROOT  # noqa: E402
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", UserWarning)
-    import face_recognition_models as model_files
 
 SHARED_FACES = (ROOT.parent / "shared" / "data" / "faces").resolve()
 TOLERANCE = 1e-4
@@ -51,7 +47,7 @@ def _chips(paths: list[Path]) -> tuple[np.ndarray, list[str]]:
             continue
         bgr = cv2.imread(str(path))
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        boxes = recognize.detect_faces(bgr, recognize.DetectorSettings())
+        boxes = recognize.detect_faces(bgr, DetectorSettings())
         shapes = [landmarks(rgb, dlib.rectangle(left, top, right, bottom))
                   for top, right, bottom, left in boxes]
         for i, chip in enumerate(onnx_encoder.face_chips(rgb, shapes)):
@@ -62,12 +58,12 @@ def _chips(paths: list[Path]) -> tuple[np.ndarray, list[str]]:
 
 @pytest.fixture(scope="module")
 def dlib_encoder() -> dlib.face_recognition_model_v1:
-    return dlib.face_recognition_model_v1(model_files.face_recognition_model_location())
+    return dlib.face_recognition_model_v1(str(model_files.default_dat()))
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    return onnx_model.convert(onnx_model.default_dat(), tmp_path_factory.mktemp("onnx") / "face.onnx")
+    return onnx_model.convert(model_files.default_dat(), tmp_path_factory.mktemp("onnx") / "face.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +118,7 @@ def test_batches_give_the_same_encodings(encoder):
 
 def test_one_perturbed_layer_breaks_parity(dlib_encoder):
     """The parity check is sharp enough to see a 1e-2 change in one conv's weights."""
-    net = dlib_dat.load(onnx_model.default_dat())
+    net = dlib_dat.load(model_files.default_dat())
     convs = [i for i, layer in enumerate(net.layers) if isinstance(layer, dlib_dat.Conv)]
     index = convs[len(convs) // 2]
     layers = list(net.layers)
@@ -131,25 +127,25 @@ def test_one_perturbed_layer_breaks_parity(dlib_encoder):
     session = ort.InferenceSession(model.SerializeToString(), onnx_encoder.session_options(),
                                    providers=["CPUExecutionProvider"])
     chips, _ = _chips(_repo_pictures())
-    (perturbed,) = session.run(None, {onnx_model.INPUT_NAME: chips})
+    (perturbed,) = session.run(None, {model_files.INPUT_NAME: chips})
     assert np.abs(perturbed - _dlib_encodings(dlib_encoder, chips)).max() > TOLERANCE
 
 
 def test_cache_is_rebuilt_when_the_source_changes(tmp_path):
     dat = tmp_path / "model.dat"
-    shutil.copyfile(onnx_model.default_dat(), dat)
+    shutil.copyfile(model_files.default_dat(), dat)
     out = tmp_path / "cache" / "model.onnx"
-    assert onnx_model.cached_model(dat, out) == out
+    assert model_files.cached_model(dat, out) == out
     first = out.stat().st_mtime_ns
     assert onnx_model.model_props(out)[onnx_model.SOURCE_SHA256_KEY] == onnx_model.sha256_file(dat)
-    onnx_model.cached_model(dat, out)
+    model_files.cached_model(dat, out)
     assert out.stat().st_mtime_ns == first, "an up-to-date cache was rebuilt"
 
     data = bytearray(dat.read_bytes())
     assert data[4:17] == b"loss_metric_2"
     data[19] ^= 1  # a low bit of the loss margin's mantissa: still a valid file, another hash
     dat.write_bytes(bytes(data))
-    onnx_model.cached_model(dat, out)
+    model_files.cached_model(dat, out)
     assert onnx_model.model_props(out)[onnx_model.SOURCE_SHA256_KEY] == onnx_model.sha256_file(dat)
     assert not list(out.parent.glob("*.tmp")), "a temporary file was left behind"
 
@@ -157,27 +153,27 @@ def test_cache_is_rebuilt_when_the_source_changes(tmp_path):
 def test_damaged_cache_is_rebuilt(tmp_path):
     out = tmp_path / "model.onnx"
     out.write_bytes(b"not a model")
-    assert not onnx_model.is_current(out, onnx_model.default_dat())
-    onnx_model.cached_model(None, out)
-    assert onnx_model.is_current(out, onnx_model.default_dat())
+    assert not onnx_model.is_current(out, model_files.default_dat())
+    model_files.cached_model(None, out)
+    assert onnx_model.is_current(out, model_files.default_dat())
 
 
 def test_cache_lives_under_xdg_cache_home(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert onnx_model.default_onnx_path().parent == tmp_path / "facewire"
+    assert model_files.default_onnx_path().parent == tmp_path / "facewire"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert onnx_model.cache_dir() == Path.home() / ".cache" / "facewire"
+    assert model_files.cache_dir() == Path.home() / ".cache" / "facewire"
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "jpeg", "landmarks", "detector"])
 def test_foreign_or_truncated_dat_gives_a_clear_error(tmp_path, damage):
-    source = onnx_model.default_dat()
+    source = model_files.default_dat()
     data = {
         "truncated": lambda: source.read_bytes()[: source.stat().st_size // 2],
         "empty": lambda: b"",
         "jpeg": lambda: (ROOT / "test_images" / "grace_hopper.jpg").read_bytes(),
-        "landmarks": lambda: Path(model_files.pose_predictor_five_point_model_location()).read_bytes(),
-        "detector": lambda: Path(model_files.cnn_face_detector_model_location()).read_bytes(),
+        "landmarks": lambda: Path(model_files.model_file(model_files.LANDMARKS_5)).read_bytes(),
+        "detector": lambda: Path(model_files.model_file(model_files.CNN_DETECTOR)).read_bytes(),
     }[damage]()
     dat = tmp_path / "model.dat"
     dat.write_bytes(data)
@@ -187,6 +183,6 @@ def test_foreign_or_truncated_dat_gives_a_clear_error(tmp_path, damage):
 
 
 def test_detector_file_parses_as_its_own_architecture():
-    net = dlib_dat.load(model_files.cnn_face_detector_model_location(), dlib_dat.MMOD_FACE_DETECTOR_NET)
+    net = dlib_dat.load(model_files.model_file(model_files.CNN_DETECTOR), dlib_dat.MMOD_FACE_DETECTOR_NET)
     assert net.loss.kind == "loss_mmod" and net.input.kind == "input_rgb_image_pyramid"
     assert [type(layer).__name__ for layer in net.layers].count("Conv") == 7

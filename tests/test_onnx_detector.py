@@ -3,8 +3,6 @@ finds the same faces as dlib.cnn_face_detection_model_v1, with the same confiden
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -13,12 +11,8 @@ pytest.importorskip("onnxruntime")
 import cv2  # noqa: E402
 import dlib  # noqa: E402
 
-from facewire.faces import onnx_detector  # noqa: E402
+from facewire.faces import model_files, onnx_detector  # noqa: E402
 from facewire.process import ROOT  # noqa: E402
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", UserWarning)
-    import face_recognition_models as model_files
 
 SHARED_TEST = (ROOT.parent / "shared" / "data" / "faces" / "test").resolve()
 PICTURES = [ROOT / "test_images" / "grace_hopper.jpg", SHARED_TEST / "two_people.jpg",
@@ -37,7 +31,7 @@ def _rgb(path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def detectors():
-    path = model_files.cnn_face_detector_model_location()
+    path = str(model_files.model_file(model_files.CNN_DETECTOR))
     return onnx_detector.OnnxFaceDetector(path), dlib.cnn_face_detection_model_v1(path)
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from facewire.faces import images
-from facewire.wire import protocol
-from facewire.wire.protocol import Limits, ProtocolError, parse_request
+from facewire.wire import limits, protocol
+from facewire.wire.limits import Limits
+from facewire.wire.protocol import ProtocolError, parse_request
 
 
 def header(**fields) -> bytes:
@@ -142,14 +143,14 @@ def test_tolerances_outside_0_to_2_or_not_numbers_are_refused(tolerance):
 
 def test_the_header_may_be_exactly_64_kib_and_no_more():
     base = header(op="ping", pad="")
-    exact = base[:-2] + b" " * (protocol.MAX_HEADER_BYTES - len(base)) + base[-2:]
-    assert len(exact) == protocol.MAX_HEADER_BYTES
+    exact = base[:-2] + b" " * (limits.MAX_HEADER_BYTES - len(base)) + base[-2:]
+    assert len(exact) == limits.MAX_HEADER_BYTES
     with pytest.raises(ProtocolError) as error:  # accepted as a header: refused only for its unknown option
         parse_request([exact])
     assert error.value.code == "bad_option"
     over = refused([exact[:-1] + b" }"])
-    assert (over.code, over.message) == ("too_large", f"header frame is {protocol.MAX_HEADER_BYTES + 1} bytes; "
-                                                      f"limit {protocol.MAX_HEADER_BYTES}")
+    assert (over.code, over.message) == ("too_large", f"header frame is {limits.MAX_HEADER_BYTES + 1} bytes; "
+                                                      f"limit {limits.MAX_HEADER_BYTES}")
 
 
 def test_the_pixel_limit_is_inclusive():
@@ -160,8 +161,8 @@ def test_the_pixel_limit_is_inclusive():
 
 
 def test_the_frame_cap_fits_the_largest_image_and_its_header():
-    assert Limits(max_pixels=1000).max_frame_bytes == 1000 * 4 + protocol.MAX_HEADER_BYTES
-    assert Limits().max_pixels == protocol.DEFAULT_MAX_PIXELS == 40_000_000
+    assert Limits(max_pixels=1000).max_frame_bytes == 1000 * 4 + limits.MAX_HEADER_BYTES
+    assert Limits().max_pixels == limits.DEFAULT_MAX_PIXELS == 40_000_000
 
 
 def test_compressed_images_are_checked_against_the_pixel_limit_before_decoding():
@@ -322,7 +323,7 @@ def test_a_reply_image_may_be_larger_than_a_request_could_be():
     header_only = {"ok": True, "image": {"dtype": "uint8", "shape": [1, 2]}}
     body, image = protocol.unpack_reply([json.dumps(header_only).encode(), b"\x01\x02"])
     assert image.tolist() == [[1, 2]]  # no encoding said: raw
-    assert protocol.TRUSTED_REPLY_LIMITS.max_pixels > protocol.DEFAULT_MAX_PIXELS
+    assert limits.TRUSTED_REPLY_LIMITS.max_pixels > limits.DEFAULT_MAX_PIXELS
 
 
 def test_an_error_reply_carries_its_id_when_it_has_one():

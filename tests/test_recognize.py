@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from facewire.faces import images
-from facewire.faces.matching import UNKNOWN, MatchSettings, confidence, match_faces
+from facewire.faces.matching import UNKNOWN, confidence, match_faces
 from facewire.faces.recognize import (
     HOG_MIN_FACE,
     PYRAMID_STEP,
@@ -21,6 +21,7 @@ from facewire.faces.recognize import (
     find_faces,
     region_scale,
 )
+from facewire.faces.settings import MatchSettings
 
 from .conftest import REPO_PROBES
 

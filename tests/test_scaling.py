@@ -126,6 +126,23 @@ def test_workers_on_other_hosts_connect_to_the_worker_address(repo_gallery, tmp_
                 host.wait(timeout=10)
 
 
+def test_a_worker_with_a_folder_serves_only_once_the_folder_is_in_its_gallery(repo_gallery, tmp_path):
+    """The broker's own folder is empty: only the worker's start can put its folder's photos in its database."""
+    worker_address = f"tcp://127.0.0.1:{free_port()}"
+    (tmp_path / "empty").mkdir()
+    with ServerProcess(tmp_path / "empty", tmp_path / "broker.log", "--workers", "0",
+                       "--worker-bind", worker_address, wait=False) as broker:
+        with open(tmp_path / "host.log", "w") as log:
+            host = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "--worker", "--connect", worker_address,
+                                     "--known-faces", str(repo_gallery)], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            with Client(broker.address, timeout=120) as client:  # sent at once: it waits for the worker
+                assert client.recognize(probes()[0], annotate=False).names == ["grace_hopper"]
+        finally:
+            host.terminate()
+            host.wait(timeout=10)
+
+
 @pytest.mark.parametrize("wire", ["jpeg", "png"])
 def test_compressed_wire_gives_the_same_names(two_workers, wire):
     done = run_client("--server", two_workers.address, "--json", "--no-show", "--wire", wire, str(REPO_PROBES))
@@ -201,6 +218,21 @@ def test_workers_are_forked_from_one_template_and_are_not_brokers(two_workers):
     assert all(children(pid) == [] for pid in workers)
     # The template computes nothing: a process with (dlib's, OpenCV's) threads must not fork.
     assert len(list(Path(f"/proc/{template}/task").iterdir())) == 1
+
+
+def mapped(pid: int, library: str) -> bool:
+    """Whether a shared library whose file name contains `library` is mapped into the process."""
+    return any(library in line for line in Path(f"/proc/{pid}/maps").read_text().splitlines())
+
+
+def test_the_supervisor_loads_neither_dlib_nor_onnx_runtime(two_workers):
+    """They cost the supervisor 0.4 s before it could start its template: only the template and workers need them."""
+    [template] = children(two_workers.process.pid)
+    worker = two_workers.workers()[0]
+    for library in ("_dlib_pybind11", "onnxruntime_pybind11_state"):
+        assert not mapped(two_workers.process.pid, library), library
+        assert mapped(worker, library), library
+    assert mapped(template, "_dlib_pybind11")
 
 
 def test_a_worker_template_that_cannot_start_is_retried_with_a_growing_delay(tmp_path):

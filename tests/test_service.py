@@ -19,12 +19,14 @@ import pytest
 from facewire import __version__
 from facewire.faces import draw, images
 from facewire.faces.index import FaceIndex
-from facewire.faces.matching import UNKNOWN, MatchSettings
-from facewire.faces.recognize import DetectorSettings, detect_faces, encode_faces, iou
+from facewire.faces.matching import UNKNOWN
+from facewire.faces.recognize import detect_faces, encode_faces, iou
+from facewire.faces.settings import DetectorSettings, MatchSettings
 from facewire.serve.service import Service, tracked_matches, verified
 from facewire.serve.track import Tracker, Vouch
 from facewire.store.live import GalleryStore
 from facewire.wire import protocol
+from facewire.wire.limits import Limits
 
 from .conftest import REPO_KNOWN, REPO_PROBES
 
@@ -127,7 +129,7 @@ def test_a_malformed_request_is_refused_and_its_id_echoed(shared_service, caplog
 
 def test_the_services_pixel_limit_is_the_one_requests_are_checked_against(known):
     small = Service(GalleryStore.prepared(f"sqlite:///{known.parent / 'small.db'}", known, SETTINGS),
-                    limits=protocol.Limits(max_pixels=99))
+                    limits=Limits(max_pixels=99))
     body = refused(protocol.pack_request("recognize", np.zeros((10, 10, 3), np.uint8), id=1), small)
     assert body["error"] == {"code": "too_large", "message": "image of 10x10 pixels exceeds the limit of 99"}
     assert ask(small, "recognize", np.zeros((9, 11, 3), np.uint8))[0]["faces"] == []

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from facewire.faces import images, recognize
-from facewire.faces.recognize import DetectorSettings, detect_faces, fine_levels_detector, hog_detector
+from facewire.faces.recognize import detect_faces, fine_levels_detector, hog_detector
+from facewire.faces.settings import DetectorSettings
 
 from .conftest import REPO_PROBES
 

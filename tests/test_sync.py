@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from facewire.faces import images
-from facewire.faces.recognize import DetectorSettings
+from facewire.faces.settings import DetectorSettings
 from facewire.store import sync
 from facewire.store.database import NewPhoto, open_database
 from facewire.store.gallery import encode_photo

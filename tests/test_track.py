@@ -14,7 +14,7 @@ import pytest
 from facewire.client.client import Client, ServerError
 from facewire.faces import images
 from facewire.faces.matching import Match
-from facewire.faces.recognize import DetectorSettings
+from facewire.faces.settings import DetectorSettings
 from facewire.process import ServerProcess
 from facewire.serve.service import Service
 from facewire.serve.track import TTL_SECONDS, Tracker, Vouch

@@ -14,19 +14,9 @@ from typing import Sequence
 import numpy as np
 
 from facewire.faces.index import FaceIndex
+from facewire.faces.settings import MatchSettings
 
 UNKNOWN = "Unknown"
-METHODS = ("nearest", "knn")
-
-
-@dataclass(frozen=True)
-class MatchSettings:
-    """How faces are named: `tolerance`, the largest distance still given a name; `method`, "nearest"
-    (the nearest photo names the face) or "knn" (the `k` nearest photos vote; None: sqrt of the photos)."""
-
-    tolerance: float = 0.6
-    method: str = "nearest"
-    k: int | None = None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import dlib
 import numpy as np
 
-from facewire.faces.onnx_model import INPUT_NAME, OUTPUT_NAME, cached_model
+from facewire.faces.model_files import INPUT_NAME, OUTPUT_NAME, cached_model
 
 if TYPE_CHECKING:
     import onnxruntime as ort

@@ -7,7 +7,7 @@ float32 is what dlib's network returns before face_recognition widens it to floa
 
 Converted files are cached under $XDG_CACHE_HOME/facewire (~/.cache/facewire) and
 carry the SHA-256 of the .dat they came from and CONVERTER_VERSION in their metadata,
-so `cached_model` rebuilds them when either changes.
+so that model_files.cached_model rebuilds them when either changes.
 
     python -m facewire.faces.onnx_model [--dat PATH] [--out PATH]
 """
@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +24,18 @@ from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, numpy_helper
 
 from facewire.faces.dlib_dat import AddPrev, Affine, Conv, DlibNet, Fc, Layer, Pool, Relu, Skip, Tag, load
+from facewire.faces.model_files import (
+    CONVERTER_VERSION,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    default_dat,
+    default_onnx_path,
+    write_atomically,
+)
 
 OPSET = 17
-CONVERTER_VERSION = "1"
-"""Bumped whenever the graph this module builds changes, so cached models are rebuilt."""
 SOURCE_SHA256_KEY = "facewire.source_sha256"
 CONVERTER_KEY = "facewire.converter_version"
-INPUT_NAME = "chips"
-OUTPUT_NAME = "descriptors"
 
 Shape = tuple[int, "int | None", "int | None"]
 """(channels, rows, columns) of one sample; rows and columns are None where the input size is free."""
@@ -179,17 +180,8 @@ def convert(dat_path: str | Path, out_path: str | Path) -> Path:
     source_hash = sha256_file(dat_path)
     model = build_onnx(load(dat_path))
     helper.set_model_props(model, {SOURCE_SHA256_KEY: source_hash, CONVERTER_KEY: CONVERTER_VERSION})
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(temp, out_path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-    return out_path
+    write_atomically(Path(out_path), model.SerializeToString())
+    return Path(out_path)
 
 
 def model_props(path: str | Path) -> dict[str, str]:
@@ -206,33 +198,6 @@ def is_current(onnx_path: str | Path, dat_path: str | Path) -> bool:
         return False
     return (props.get(SOURCE_SHA256_KEY) == sha256_file(dat_path)
             and props.get(CONVERTER_KEY) == CONVERTER_VERSION)
-
-
-def cache_dir() -> Path:
-    """$XDG_CACHE_HOME/facewire, or ~/.cache/facewire."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "facewire"
-
-
-def default_dat() -> Path:
-    """face_recognition_models' dlib_face_recognition_resnet_model_v1.dat."""
-    with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
-        warnings.simplefilter("ignore", UserWarning)
-        import face_recognition_models
-    return Path(face_recognition_models.face_recognition_model_location())
-
-
-def default_onnx_path() -> Path:
-    return cache_dir() / "dlib_face_recognition_resnet_model_v1.onnx"
-
-
-def cached_model(dat_path: str | Path | None = None, out_path: str | Path | None = None) -> Path:
-    """The converted model, (re)built if missing or made from another .dat or converter."""
-    dat_path = Path(dat_path) if dat_path else default_dat()
-    out_path = Path(out_path) if out_path else default_onnx_path()
-    if not is_current(out_path, dat_path):
-        convert(dat_path, out_path)
-    return out_path
 
 
 def main(argv: list[str] | None = None) -> None:

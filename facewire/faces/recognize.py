@@ -15,7 +15,6 @@ import math
 import os
 import tempfile
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -27,20 +26,20 @@ import dlib
 import numpy as np
 
 from facewire.faces import images
+from facewire.faces.model_files import (
+    CNN_DETECTOR,
+    LANDMARKS_5,
+    RESNET,
+    cache_dir,
+    cached_model,
+    model_file,
+    write_atomically,
+)
 from facewire.faces.onnx_encoder import OnnxFaceEncoder, face_chips
-from facewire.faces.onnx_model import cached_model
+from facewire.faces.settings import Box, DetectorSettings
 
-with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
-    warnings.simplefilter("ignore", UserWarning)
-    import face_recognition_models as model_files
-
-ENCODERS = ("onnx", "dlib")
 HOG_MIN_FACE = 60
 """Smallest face box (px) that dlib's HOG detector finds reliably at scale 1 (measured)."""
-
-DETECTION_REVISION = 4
-"""Bumped whenever detection or encoding changes in a way that can move boxes or encodings
-(2: HOG on grey; 3: small faces encoded from an enlarged copy; 4: the pyramid split in two)."""
 
 COLOUR_SCALE = 3.0
 """Pictures scanned at this scale or more (short side up to 320 px, where scanning is cheap) are
@@ -73,40 +72,6 @@ rest, from dlib's own pyramid_down<6> image at that level: 1.69 and 1.58 units o
 SPLIT_PIXELS = 150_000
 """Pictures smaller than this (px, as scanned) take too little time to be worth a second thread."""
 
-Box = tuple[int, int, int, int]
-"""A face box as (top, right, bottom, left) in pixels of the image the client sent."""
-
-
-@dataclass(frozen=True)
-class DetectorSettings:
-    """How faces are located and encoded.
-
-    model: "hog" (fast, CPU) or "cnn" (more accurate, slow without a GPU).
-    upsample: None for automatic scaling (see `detection_scale`); an integer N
-        runs dlib's own N-fold upsampling on the full image instead.
-    min_face: smallest face, in pixels, that automatic scaling must find.
-    min_face_fraction: in large images, faces smaller than this fraction of the
-        short side are not searched for, so that big photos stay fast.
-    encoder: "onnx" (dlib's network on ONNX Runtime) or "dlib" (dlib itself): the same encodings.
-    providers: ONNX Runtime execution providers, in order of preference (empty: the CPU).
-    detect_threads: "auto" scans the HOG pyramid's fine and coarse levels on two threads when a
-        core is idle (`idle_core`), "2" always does, "1" never does (the same faces and boxes).
-    """
-
-    model: str = "hog"
-    upsample: int | None = None
-    min_face: int = 15
-    min_face_fraction: float = 1 / 16
-    encoder: str = "onnx"
-    providers: tuple[str, ...] = ()
-    detect_threads: str = "auto"
-
-    def cache_tag(self) -> str:
-        """A string that changes whenever a setting could change an encoding."""
-        return (f"r{DETECTION_REVISION}|{self.model}|{self.upsample}|{self.min_face}|{self.min_face_fraction:.4f}"
-                f"|{self.encoder}")
-
-
 @dataclass(frozen=True)
 class Face:
     """One detected face: its box and 128-d encoding."""
@@ -117,7 +82,20 @@ class Face:
 
 @cache
 def hog_detector() -> dlib.fhog_object_detector:
-    return dlib.get_frontal_face_detector()
+    """dlib's HOG face detector (get_frontal_face_detector), from its own serialization cached per dlib version:
+    loading that takes 2 ms, where dlib decodes its built-in copy in 0.4 s (once per cache)."""
+    path = cache_dir() / f"frontal_face_detector-dlib-{dlib.__version__}.svm"
+    try:
+        return dlib.fhog_object_detector(str(path))
+    except RuntimeError:  # not cached yet, or damaged: built again and saved for the next start
+        detector = dlib.get_frontal_face_detector()
+    with tempfile.TemporaryDirectory() as folder:
+        detector.save(os.path.join(folder, "detector.svm"))
+        try:
+            write_atomically(path, Path(folder, "detector.svm").read_bytes())
+        except OSError:
+            pass  # a cache that cannot be written (a read-only home) costs 0.4 s a start, nothing else
+    return detector
 
 
 @cache
@@ -154,17 +132,17 @@ def helper_thread() -> ThreadPoolExecutor:
 
 @cache
 def cnn_detector() -> dlib.cnn_face_detection_model_v1:
-    return dlib.cnn_face_detection_model_v1(model_files.cnn_face_detector_model_location())
+    return dlib.cnn_face_detection_model_v1(str(model_file(CNN_DETECTOR)))
 
 
 @cache
 def landmarks_5() -> dlib.shape_predictor:
-    return dlib.shape_predictor(model_files.pose_predictor_five_point_model_location())
+    return dlib.shape_predictor(str(model_file(LANDMARKS_5)))
 
 
 @cache
 def face_encoder() -> dlib.face_recognition_model_v1:
-    return dlib.face_recognition_model_v1(model_files.face_recognition_model_location())
+    return dlib.face_recognition_model_v1(str(model_file(RESNET)))
 
 
 def dlib_description() -> str:

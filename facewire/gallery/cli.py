@@ -18,18 +18,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from facewire.faces.recognize import DetectorSettings
-from facewire.store.database import (
-    IMPORTED,
-    SCHEMA_VERSION,
-    Database,
-    DatabaseError,
-    SqliteBackend,
-    backend_for,
-    default_db_url,
-    open_database,
-    redact,
-)
+from facewire.config import default_db_url
+from facewire.faces.settings import DetectorSettings
+from facewire.store.backends import DatabaseError, SqliteBackend, backend_for, redact
+from facewire.store.database import IMPORTED, SCHEMA_VERSION, Database, open_database
 from facewire.store.live import save_index
 from facewire.store.transfer import TransferError, read_encodings, write_encodings
 

@@ -21,7 +21,7 @@ import uvicorn
 from facewire.args import bounded, host_port, is_loopback, join_host_port, read_token, token_file
 from facewire.config import DEFAULT_BIND, DEFAULT_HTTP_BIND, Gateway, Security
 from facewire.wire.keys import KeysError, load_client_keys
-from facewire.wire.protocol import DEFAULT_MAX_PIXELS, Limits
+from facewire.wire.limits import DEFAULT_MAX_PIXELS, Limits
 
 log = logging.getLogger("facewire.http")
 

@@ -7,30 +7,16 @@ address; --worker --connect ADDR runs one worker, here or on another host.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import time
 from pathlib import Path
 
-import onnxruntime
-
 from facewire.args import bounded, host_port, is_loopback, join_host_port, token_file
 from facewire.config import DEFAULT_BIND, Config, Gateway, Security
-from facewire.faces.matching import METHODS, MatchSettings
-from facewire.faces.recognize import ENCODERS, DetectorSettings, dlib_description, encoder_description, load_models
+from facewire.faces.settings import ENCODERS, METHODS, DetectorSettings, MatchSettings
+from facewire.serve.startup import check_gallery_db, configure_logging, tracker
 from facewire.serve.supervisor import run_supervisor
-from facewire.serve.worker import (
-    build_service,
-    check_gallery_db,
-    configure_logging,
-    prepare_gallery,
-    run_single,
-    run_worker,
-    tracker,
-)
-from facewire.wire.protocol import DEFAULT_MAX_PIXELS, Limits
-
-log = logging.getLogger("facewire")
+from facewire.wire.limits import DEFAULT_MAX_PIXELS, Limits
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,8 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default: %(default)s)")
     parser.add_argument("--providers", nargs="+", metavar="P", default=(),
                         help="with --encoder onnx: ONNX Runtime execution providers in order of preference, "
-                             f"among those installed: {', '.join(onnxruntime.get_available_providers())} "
-                             "(default: the CPU)")
+                             "e.g. CUDAExecutionProvider (default: the CPU; a provider not installed is refused, "
+                             "naming those that are)")
     parser.add_argument("--upsample", type=bounded(int, 0), default=None, metavar="N",
                         help="run dlib's N-fold upsampling on the full image instead of automatic scaling")
     parser.add_argument("--min-face", type=int, default=DetectorSettings.min_face, metavar="PX",
@@ -105,12 +91,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--worker-bind does nothing with --workers 1 (one process, no workers)")
     if args.k is not None and args.match != "knn":
         parser.error("--k goes with --match knn")
-    unknown = [name for name in args.providers if name not in onnxruntime.get_available_providers()]
-    if unknown:
-        parser.error(f"--providers {' '.join(unknown)}: not installed; ONNX Runtime has "
-                     f"{', '.join(onnxruntime.get_available_providers())}")
     if args.providers and args.encoder != "onnx":
         parser.error("--providers goes with --encoder onnx")
+    if args.providers:
+        check_providers(parser, args.providers)
     if args.http is None and args.http_token_file is not None:
         parser.error("--http-token-file goes with --http")
     if args.http is not None and args.worker:
@@ -128,6 +112,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.min_face < 1:  # checked here, so that its declaration stays as it is
         parser.error(f"argument --min-face: {args.min_face} is not 1 or more")
     return args
+
+
+def check_providers(parser: argparse.ArgumentParser, providers: list[str]) -> None:
+    """Refuse execution providers ONNX Runtime does not have here (imported only then: 0.1 s of every start)."""
+    import onnxruntime  # noqa: PLC0415
+
+    unknown = [name for name in providers if name not in onnxruntime.get_available_providers()]
+    if unknown:
+        parser.error(f"--providers {' '.join(unknown)}: not installed; ONNX Runtime has "
+                     f"{', '.join(onnxruntime.get_available_providers())}")
 
 
 def configuration(args: argparse.Namespace) -> Config:
@@ -152,19 +146,10 @@ def main() -> None:
     config = configuration(args)
     configure_logging(config.log_level)
     signer = tracker()  # made once here: local workers inherit its secret in their environment (not in ps)
-    if not args.worker:
-        log.info("running %s", dlib_description())
     check_gallery_db(config)
     if not args.worker and config.workers != 1:
-        run_supervisor(config, started)
+        run_supervisor(config, started)  # its worker template loads dlib and the models, never the supervisor
         return
-    load_models(config.detector)
-    log.info("encoding with %s", encoder_description(config.detector))
-    if not args.worker:
-        prepare_gallery(config)
-    service = build_service(config, signer)
-    if args.worker:
-        run_worker(config, service)
-    else:
-        run_single(config, service, started)
+    from facewire.serve.worker import run_here  # noqa: PLC0415 - dlib and ONNX Runtime: 0.4 s a supervisor skips
 
+    run_here(config, signer, started)

@@ -15,13 +15,15 @@ import numpy as np
 
 from facewire import __version__
 from facewire.faces import draw, images
-from facewire.faces.matching import UNKNOWN, Match, MatchSettings, match_faces
-from facewire.faces.recognize import SAME_FACE_IOU, Box, detect_faces, detect_faces_near, encode_faces, iou
+from facewire.faces.matching import UNKNOWN, Match, match_faces
+from facewire.faces.recognize import SAME_FACE_IOU, detect_faces, detect_faces_near, encode_faces, iou
+from facewire.faces.settings import Box, MatchSettings
 from facewire.serve.track import Tracker, Vouch
 from facewire.store.live import GalleryStore
 from facewire.store.names import EnrolError
 from facewire.wire import protocol
 from facewire.wire.keys import ANONYMOUS, Sender
+from facewire.wire.limits import Limits
 from facewire.wire.protocol import FaceResult, Request
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class Service:
 
     store: GalleryStore
     matching: MatchSettings = MatchSettings()
-    limits: protocol.Limits = protocol.Limits()
+    limits: Limits = Limits()
     tracker: Tracker = field(default_factory=Tracker)
     read_only: bool = False
 

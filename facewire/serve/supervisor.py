@@ -22,7 +22,7 @@ from facewire.config import Config
 from facewire.serve.broker import Proxy
 from facewire.serve.forkserver import Template, wait_gone
 from facewire.serve.gateway import gateway_beside
-from facewire.serve.worker import server_keys, stop_on_signals
+from facewire.serve.startup import server_keys, stop_on_signals
 from facewire.wire.ping import ping_reply
 from facewire.wire.transport import is_public, plain
 

@@ -6,7 +6,8 @@ The supervisor starts it with its whole configuration as JSON (see config.py, wo
 import sys
 
 from facewire.config import Config
-from facewire.serve.worker import configure_logging, run_template
+from facewire.serve.startup import configure_logging
+from facewire.serve.worker import run_template
 
 config = Config.from_json(sys.argv[1])
 configure_logging(config.log_level)

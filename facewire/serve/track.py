@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from facewire.faces.matching import Match, confidence
-from facewire.faces.recognize import Box
+from facewire.faces.settings import Box
 from facewire.wire.protocol import MAX_TOKEN_LENGTH
 
 SECRET_ENV = "FACEWIRE_TRACK_SECRET"

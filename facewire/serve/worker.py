@@ -1,32 +1,32 @@
 """A worker: a REP socket answered by `Service.handle`, one request at a time.
 
-Three ways to run one: the whole server in one process (`run_single`, --workers 1); a worker
-connected to a broker, here or on another host (`run_worker`, --worker --connect ADDR); and
-the local workers of a supervisor, forked from a warm template (`run_template`, started as
-`python -m facewire.serve.template CONFIG_JSON`; see forkserver.py).
+Three ways to run one: the whole server in one process (`run_single`, --workers 1) and a worker
+connected to a broker, here or on another host (`run_worker`, --worker --connect ADDR), both
+started by `run_here`; and the local workers of a supervisor, forked from a warm template
+(`run_template`, started as `python -m facewire.serve.template CONFIG_JSON`; see forkserver.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 
 import zmq
 
 from facewire.config import Config
-from facewire.faces.recognize import encoder_description, load_models
+from facewire.faces.recognize import dlib_description, encoder_description, load_models
 from facewire.serve.broker import sender_of
 from facewire.serve.forkserver import in_child, serve_forks
 from facewire.serve.gateway import gateway_beside
 from facewire.serve.service import Service
-from facewire.serve.track import Tracker, server_secret
-from facewire.store.database import DatabaseError, open_database, redact
+from facewire.serve.startup import server_keys, stop_on_signals, tracker
+from facewire.serve.track import Tracker
+from facewire.store.backends import DatabaseError, redact
 from facewire.store.live import GalleryStore, prepare
-from facewire.wire.keys import KeysError, NoKeys, Sender, ServerKeys, load_client_keys, load_server_keys
-from facewire.wire.transport import is_public, open_socket
+from facewire.wire.keys import KeysError, Sender, load_client_keys
+from facewire.wire.transport import open_socket
 
 log = logging.getLogger(__name__)
 
@@ -73,34 +73,6 @@ def _report(status: zmq.Socket, state: bytes) -> None:
         pass  # the supervisor is gone or slow: serving matters more than reporting
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-
-
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM: every serving loop checks it."""
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    return stop
-
-
-def tracker() -> Tracker:
-    """The track-token signer, under the server's secret (local workers inherit it in their environment)."""
-    try:
-        return Tracker(server_secret())
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
-
-
-def check_gallery_db(config: Config) -> None:
-    """Open the gallery database once (creating it if need be), or exit with what is wrong with it."""
-    try:
-        open_database(config.gallery_db()).close()
-    except DatabaseError as exc:
-        raise SystemExit(f"cannot use the gallery database: {exc}") from None
-
-
 def prepare_gallery(config: Config) -> None:
     """Sync the folder into the gallery database, re-encode what the encoder lacks, save the index of a big gallery."""
     try:
@@ -127,6 +99,21 @@ def open_store(config: Config) -> GalleryStore:
     return store
 
 
+def run_here(config: Config, signer: Tracker, started: float) -> None:
+    """The whole server in this process (--workers 1), or one worker of a broker (--worker --connect ADDR).
+
+    Either prepares the gallery first, as a supervisor's template does: a worker with a folder serves only
+    once that folder is in the database (if the server is syncing it, the lock makes the worker wait).
+    `started`: when the server started (time.monotonic), for the "ready" line."""
+    load_models(config.detector)
+    log.info("running %s, encoding with %s", dlib_description(), encoder_description(config.detector))
+    prepare_gallery(config)
+    if config.connect is None:
+        run_single(config, build_service(config, signer), started)
+    else:
+        run_worker(config, build_service(config, signer))
+
+
 def build_service(config: Config, signer: Tracker) -> Service:
     return Service(open_store(config), config.matching, config.limits, signer, read_only=config.read_only)
 
@@ -150,20 +137,6 @@ def run_single(config: Config, service: Service, started: float) -> None:
         with gateway_beside(config, endpoint):
             serve(service, socket, stop)
     context.term()
-
-
-def server_keys(config: Config) -> ServerKeys | NoKeys:
-    """The server's keys (or PLAIN, with a warning when its address is public); exits if they cannot be read."""
-    if config.security.keys is None and is_public(config.bind):
-        log.warning("!!! %s is reachable from other hosts and has no CURVE: anyone there can query "
-                    "the gallery and read images on the wire. Use --keys DIR (see README, Security).", config.bind)
-    try:
-        keys = load_server_keys(config.security.keys)
-    except KeysError as exc:
-        raise SystemExit(str(exc)) from None
-    if config.security.keys is not None:
-        log.info("CURVE on: admitting the keys in %s, and in %s as editors", keys.authorized, keys.editors)
-    return keys
 
 
 def run_worker(config: Config, service: Service, parent: int | None = None) -> None:
@@ -215,6 +188,7 @@ def run_template(config: Config) -> None:
     store, ONNX Runtime session and ZeroMQ context after the fork."""
     signer = tracker()
     load_models(config.detector, fork_safe=True)
+    log.info("running %s", dlib_description())
     if in_child(lambda: prepare_gallery(config)) != 0:
         raise SystemExit("the gallery database could not be prepared (see above)")
     template = os.getpid()

@@ -18,7 +18,8 @@ from typing import Callable
 import numpy as np
 
 from facewire.faces import images
-from facewire.faces.recognize import DetectorSettings, box_area, find_faces
+from facewire.faces.recognize import box_area, find_faces
+from facewire.faces.settings import DetectorSettings
 from facewire.files import write_atomically
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,11 @@ from tqdm import tqdm
 
 from facewire.faces import images
 from facewire.faces.index import FaceIndex
-from facewire.faces.recognize import DetectorSettings, box_area, find_faces
+from facewire.faces.recognize import box_area, find_faces
+from facewire.faces.settings import DetectorSettings
 from facewire.files import write_atomically
-from facewire.store.database import Database, FileRecord, NewPhoto, PostgresBackend, open_database
+from facewire.store.backends import PostgresBackend
+from facewire.store.database import Database, FileRecord, NewPhoto, open_database
 from facewire.store.gallery import scan
 from facewire.store.names import BadPhoto, NotFound, check_name
 from facewire.store.sync import SyncStats, folder_origin, sync_folder

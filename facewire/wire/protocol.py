@@ -23,11 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from facewire.faces import images
+from facewire.wire.limits import CHANNELS, MAX_HEADER_BYTES, TRUSTED_REPLY_LIMITS, Limits
 
-MAX_HEADER_BYTES = 64 * 1024
 MAX_ID_LENGTH = 128
-DEFAULT_MAX_PIXELS = 40_000_000
-CHANNELS = (1, 3, 4)
 MAX_TRACKED = 32
 MAX_TOKEN_LENGTH = 1024
 """recognize's `track`: at most this many tokens (from earlier replies), each at most this long."""
@@ -85,21 +83,6 @@ class BadImage(ProtocolError):
 
 class BadReply(ProtocolError):
     code = "bad_reply"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Size limits; `max_frame_bytes` is what the transport should cap each frame at."""
-
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-    @property
-    def max_frame_bytes(self) -> int:
-        return self.max_pixels * max(CHANNELS) + MAX_HEADER_BYTES
-
-
-TRUSTED_REPLY_LIMITS = Limits(max_pixels=2**62)
-"""The client checks a reply's shape against its buffer, but not its size: it asked for it."""
 
 
 @dataclass(frozen=True)
