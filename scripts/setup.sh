@@ -66,6 +66,9 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 
-# dlib's face network as ONNX (the default encoder): converted once, then kept in ~/.cache/facewire.
-.venv/bin/python -W ignore::UserWarning -c "from facewire.faces.onnx_model import cached_model; cached_model()" \
+# dlib's face network as ONNX (the default encoder) and dlib's HOG detector as dlib saves it: made once,
+# then kept in ~/.cache/facewire (see facewire/faces/model_files.py).
+.venv/bin/python -c "from facewire.faces.model_files import cached_model; cached_model()" \
     || { echo "setup: could not convert dlib's face network to ONNX; see above" >&2; exit 1; }
+.venv/bin/python -c "from facewire.faces.recognize import hog_detector; hog_detector()" \
+    || { echo "setup: could not load dlib's HOG face detector; see above" >&2; exit 1; }
