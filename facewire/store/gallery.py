@@ -35,10 +35,6 @@ class Gallery:
     def people(self) -> list[str]:
         return sorted(set(self.names))
 
-    @classmethod
-    def empty(cls) -> Gallery:
-        return cls((), np.empty((0, 128)))
-
 
 def scan(known_dir: Path) -> list[Photo]:
     """All gallery photos, sorted: `NAME.ext` files and `NAME/*.ext` folders."""
