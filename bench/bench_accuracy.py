@@ -42,7 +42,7 @@ from facewire.faces.matching import match_faces  # noqa: E402
 from facewire.faces.recognize import find_faces  # noqa: E402
 from facewire.faces.settings import DetectorSettings, MatchSettings  # noqa: E402
 from facewire.process import ServerProcess  # noqa: E402
-from facewire.store.gallery import load_gallery  # noqa: E402
+from facewire.store.live import folder_gallery  # noqa: E402
 
 Names = Callable[[Sequence[Case]], list[list[str]]]
 
@@ -100,7 +100,7 @@ def variant_table(sets: dict[str, list[Case]], gallery: Path, variants: dict[str
     A variant is a context manager factory that changes one step (say, the enlargement).
     """
     with tempfile.TemporaryDirectory() as tmp:
-        known, _ = load_gallery(gallery, DetectorSettings(), Path(tmp) / "cache.npz")
+        known, _ = folder_gallery(gallery, DetectorSettings(), f"sqlite:///{tmp}/gallery.db")
     rows = ["| variant | " + " | ".join(SMALL_FACE_SETS) + " | all |", "|---" * (len(SMALL_FACE_SETS) + 2) + "|"]
     for label, variant in variants.items():
         with variant():

@@ -6,7 +6,7 @@ Prints two Markdown tables:
    the default; one detection thread; dlib's own encoder), facewire's server time (detect,
    encode, total; one worker), beside the baseline's time for the same image and the speed-up;
    totals and the geometric mean of the speed-ups;
-2. gallery load: facewire cold (empty cache) and warm (cache) against the baseline.
+2. gallery load: facewire cold (empty database) and warm (database) against the baseline.
 
 The baseline does what the original demo did (bench/recipes.py): re-encode the gallery at
 every start, upscale each image 1.5x, HOG with face_recognition's defaults, encode, and
@@ -32,7 +32,7 @@ from facewire.client.client import Client  # noqa: E402
 from facewire.faces import images  # noqa: E402
 from facewire.faces.settings import DetectorSettings  # noqa: E402
 from facewire.process import ServerProcess  # noqa: E402
-from facewire.store.gallery import load_gallery  # noqa: E402
+from facewire.store.live import folder_gallery  # noqa: E402
 
 FACES = ROOT.parent / "shared" / "data" / "faces"
 CONFIGS = {
@@ -92,15 +92,17 @@ def bench_images(clients: dict[str, Client], baseline: DemoRecipe, paths: list[P
 def bench_gallery(known_dir: Path, baseline_seconds: float) -> list[str]:
     settings = DetectorSettings()
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "cache.npz"
-        _, cold = load_gallery(known_dir, settings, cache)
-        _, warm = load_gallery(known_dir, settings, cache)
+        database = f"sqlite:///{tmp}/gallery.db"
+        _, cold = folder_gallery(known_dir, settings, database)
+        _, warm = folder_gallery(known_dir, settings, database)
     return [
         "| gallery load | photos | seconds | vs baseline |",
         "|---|---|---|---|",
-        f"| baseline (re-encode every start) | {cold.photos} | {baseline_seconds:.2f} | 1.0x |",
-        f"| facewire cold (empty cache) | {cold.photos} | {cold.seconds:.2f} | {baseline_seconds / cold.seconds:.1f}x |",
-        f"| facewire warm (cache) | {warm.photos} | {warm.seconds:.3f} | {baseline_seconds / warm.seconds:.0f}x |",
+        f"| baseline (re-encode every start) | {cold.sync.seen} | {baseline_seconds:.2f} | 1.0x |",
+        f"| facewire cold (empty database) | {cold.sync.seen} | {cold.seconds:.2f} | "
+        f"{baseline_seconds / cold.seconds:.1f}x |",
+        f"| facewire warm (database) | {warm.sync.seen} | {warm.seconds:.3f} | "
+        f"{baseline_seconds / warm.seconds:.0f}x |",
     ]
 
 

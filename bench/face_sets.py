@@ -92,10 +92,10 @@ def shared_set(faces: Path = SHARED_FACES) -> list[Case]:
 def _portraits(shared: list[Case], gallery: Path) -> list[Portrait]:
     import tempfile
 
-    from facewire.store.gallery import load_gallery  # noqa: PLC0415 - only the set builder needs it
+    from facewire.store.live import folder_gallery  # noqa: PLC0415 - only the set builder needs it
 
     with tempfile.TemporaryDirectory() as tmp:
-        known, _ = load_gallery(gallery, SET_DETECTION, Path(tmp) / "cache.npz")
+        known, _ = folder_gallery(gallery, SET_DETECTION, f"sqlite:///{tmp}/gallery.db")
     found = []
     sources = [*((case.name, case.image, case.expected) for case in shared),
                ("grace_hopper.jpg", images.read_image(REPO_PROBES / "grace_hopper.jpg"), ("grace_hopper",)),

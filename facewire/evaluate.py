@@ -23,7 +23,8 @@ from facewire.faces import images
 from facewire.faces.matching import UNKNOWN, match_faces
 from facewire.faces.recognize import find_faces
 from facewire.faces.settings import METHODS, DetectorSettings, MatchSettings
-from facewire.store.gallery import Gallery, load_gallery
+from facewire.store.gallery import Gallery
+from facewire.store.live import folder_gallery
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,8 @@ def main() -> None:
     missing = [name for name in labels if not (args.probes / name).is_file()]
     if missing:
         raise SystemExit(f"labelled photos not in {args.probes}: {', '.join(missing)}")
-    with tempfile.TemporaryDirectory() as tmp:  # never writes a cache into the gallery being judged
-        gallery, _ = load_gallery(args.gallery, settings, Path(tmp) / "cache.npz")
+    with tempfile.TemporaryDirectory() as tmp:  # never writes into the gallery being judged
+        gallery, _ = folder_gallery(args.gallery, settings, f"sqlite:///{tmp}/gallery.db")
     encoded = encode_probes(args.probes, sorted(labels), settings)
     tolerances = list(np.round(np.arange(args.low, args.high + args.step / 2, args.step), 4))
     print(f"{len(gallery.people)} people, {len(gallery.names)} photos; {len(encoded)} probes, "

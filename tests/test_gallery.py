@@ -1,41 +1,37 @@
-"""The gallery on disk: both layouts, problem photos, and the content-hash encoding cache."""
+"""The gallery folder in memory (`folder_gallery`): both layouts, problem photos, and what a second call reads."""
 
 from __future__ import annotations
 
 import logging
-import os
-import random
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from facewire.faces.matching import match_faces
-from facewire.faces.settings import DetectorSettings, MatchSettings
-from facewire.process import ROOT
-from facewire.store import gallery as gallery_module
-from facewire.store.gallery import DEFAULT_CACHE_NAME, encode_photo, load_gallery, read_cache, write_cache
+from facewire.faces import images
+from facewire.faces.recognize import box_area, find_faces
+from facewire.faces.settings import DetectorSettings
+from facewire.store import sync
+from facewire.store.live import folder_gallery
 
 from .conftest import REPO_KNOWN, REPO_PROBES
 
 SETTINGS = DetectorSettings()
+FLOAT32 = 1e-5
+"""The database stores float32 vectors: a direct encoding and the gallery's row agree within this."""
 
 
-class CountingEncoder:
-    """encode_photo that counts its calls, so tests can see what was (re)encoded."""
+def largest_face_encoding(path: Path, settings: DetectorSettings = SETTINGS) -> np.ndarray:
+    """The encoding of a photo's largest face, found directly, without the database."""
+    faces = find_faces(images.read_image(path), settings)
+    return max(faces, key=lambda face: box_area(face.box)).encoding
 
-    def __init__(self):
-        self.paths: list[Path] = []
 
-    def __call__(self, path, settings):
-        self.paths.append(path)
-        return encode_photo(path, settings)
+def refuse_reading(path: Path) -> bytes:
+    """The sync's file read, where no file may be read."""
+    raise AssertionError(f"{path} was read")
 
 
 def collins_crop() -> np.ndarray:
@@ -57,32 +53,26 @@ def known(tmp_path) -> Path:
     return folder
 
 
-def test_both_layouts_give_one_name_per_photo(known):
-    gallery, stats = load_gallery(known, SETTINGS)
-    assert gallery.names == ("collins", "hopper")
-    assert gallery.encodings.shape == (2, 128)
-    assert stats.photos == 2 and stats.encoded == 2 and not stats.skipped
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'gallery.db'}"
 
 
-def test_several_photos_per_person(known):
-    cv2.imwrite(str(known / "collins" / "two.webp"), cv2.flip(collins_crop(), 1))
-    gallery, _ = load_gallery(known, SETTINGS)
-    assert gallery.names == ("collins", "collins", "hopper")
-    assert gallery.people == ["collins", "hopper"]
+def test_both_layouts_give_each_photos_largest_face(known, db_url, shared_faces):
+    (known / "biden").symlink_to(shared_faces / "known" / "biden", target_is_directory=True)
+    (known / "obama.jpg").symlink_to(shared_faces / "known" / "obama" / "obama.jpg")
+    rows = [("biden", known / "biden" / "biden.jpg"), ("biden", known / "biden" / "biden2.jpg"),
+            ("collins", known / "collins" / "one.png"), ("hopper", known / "hopper.JPG"),
+            ("obama", known / "obama.jpg")]
+    gallery, stats = folder_gallery(known, SETTINGS, db_url)
+    assert gallery.names == tuple(name for name, _ in rows)
+    assert gallery.people == ["biden", "collins", "hopper", "obama"]
+    expected = np.array([largest_face_encoding(path) for _, path in rows])
+    assert np.allclose(gallery.encodings, expected, rtol=0, atol=FLOAT32)
+    assert (stats.sync.seen, stats.sync.encoded, stats.sync.added, stats.sync.skipped) == (5, 5, 5, 0)
 
 
-def test_problem_photos_are_logged_by_name_and_skipped(known, caplog):
-    shutil.copy(REPO_PROBES / "no_face.jpg", known / "coffee.jpg")
-    (known / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
-    with caplog.at_level(logging.WARNING):
-        gallery, stats = load_gallery(known, SETTINGS)
-    assert gallery.names == ("collins", "hopper")
-    assert {(p.name, why) for p, why in stats.skipped} == {("coffee.jpg", "no face"), ("broken.jpg", "unreadable")}
-    assert "coffee.jpg skipped: no face" in caplog.text
-    assert "broken.jpg skipped: cannot be read" in caplog.text
-
-
-def test_photo_with_several_faces_uses_the_largest(tmp_path, caplog):
+def test_photo_with_several_faces_uses_the_largest(tmp_path, db_url, caplog):
     hopper = cv2.imread(str(REPO_PROBES / "grace_hopper.jpg"))
     collins = collins_crop()
     pad = np.zeros((hopper.shape[0] - collins.shape[0], collins.shape[1], 3), np.uint8)
@@ -90,133 +80,70 @@ def test_photo_with_several_faces_uses_the_largest(tmp_path, caplog):
     folder.mkdir()
     cv2.imwrite(str(folder / "pair.jpg"), np.hstack([hopper, np.vstack([collins, pad])]))
     with caplog.at_level(logging.WARNING):
-        gallery, _ = load_gallery(folder, SETTINGS)
+        gallery, _ = folder_gallery(folder, SETTINGS, db_url)
     assert "pair.jpg has 2 faces; using the largest" in caplog.text
-    reference = encode_photo(REPO_KNOWN / "grace_hopper.jpg", SETTINGS).encoding
-    assert match_faces(reference[None], gallery.encodings, gallery.names, MatchSettings(0.4))[0].name == "pair"
+    assert gallery.names == ("pair",)
+    assert np.allclose(gallery.encodings[0], largest_face_encoding(folder / "pair.jpg"), rtol=0, atol=FLOAT32)
+    assert np.linalg.norm(gallery.encodings[0] - largest_face_encoding(REPO_KNOWN / "grace_hopper.jpg")) < 0.4
 
 
-def test_warm_start_encodes_nothing(known):
-    load_gallery(known, SETTINGS)
-    encoder = CountingEncoder()
-    gallery, stats = load_gallery(known, SETTINGS, encode=encoder)
-    assert encoder.paths == [] and stats.from_cache == 2
-    assert gallery.names == ("collins", "hopper")
-
-
-def test_changed_added_and_removed_photos_reencode_only_themselves(known):
-    first, _ = load_gallery(known, SETTINGS)
-    cv2.imwrite(str(known / "collins" / "one.png"), cv2.flip(collins_crop(), 1))  # changed
-    shutil.copy(REPO_PROBES / "grace_hopper.jpg", known / "hopper2.jpg")  # added
-    encoder = CountingEncoder()
-    gallery, _ = load_gallery(known, SETTINGS, encode=encoder)
-    assert sorted(p.name for p in encoder.paths) == ["hopper2.jpg", "one.png"]
-    (known / "hopper2.jpg").unlink()  # removed: gone from the gallery and the cache
-    encoder = CountingEncoder()
-    gallery, _ = load_gallery(known, SETTINGS, encode=encoder)
-    assert encoder.paths == [] and gallery.names == ("collins", "hopper")
-    assert len(read_cache(known / DEFAULT_CACHE_NAME, SETTINGS.cache_tag())) == 2
-
-
-def test_cache_survives_renaming_a_person(known):
-    load_gallery(known, SETTINGS)
-    (known / "collins").rename(known / "eileen_collins")
-    encoder = CountingEncoder()
-    gallery, _ = load_gallery(known, SETTINGS, encode=encoder)
-    assert encoder.paths == [] and gallery.names == ("eileen_collins", "hopper")
-
-
-def test_photos_without_faces_are_cached_too(known):
+def test_photos_with_no_face_or_unreadable_are_skipped_and_counted(known, db_url, caplog):
     shutil.copy(REPO_PROBES / "no_face.jpg", known / "coffee.jpg")
-    load_gallery(known, SETTINGS)
-    encoder = CountingEncoder()
-    _, stats = load_gallery(known, SETTINGS, encode=encoder)
-    assert encoder.paths == [] and len(stats.skipped) == 1
-
-
-@pytest.mark.parametrize(
-    "spoil",
-    [
-        lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),  # truncated
-        lambda path: path.write_bytes(b"garbage" * 100),
-        lambda path: path.write_bytes(b""),
-        # a foreign npz holding a pickled object array: must be refused, never unpickled
-        lambda path: np.savez(open(path, "wb"), format=np.array([{"evil": 1}], dtype=object)),
-    ],
-    ids=["truncated", "garbage", "empty", "pickled-object"],
-)
-def test_corrupt_or_foreign_cache_is_rebuilt(known, spoil, caplog):
-    load_gallery(known, SETTINGS)
-    cache = known / DEFAULT_CACHE_NAME
-    spoil(cache)
-    encoder = CountingEncoder()
+    (known / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     with caplog.at_level(logging.WARNING):
-        gallery, _ = load_gallery(known, SETTINGS, encode=encoder)
-    assert len(encoder.paths) == 2 and gallery.names == ("collins", "hopper")
-    assert "rebuilding" in caplog.text
-    assert len(read_cache(cache, SETTINGS.cache_tag())) == 2
+        gallery, stats = folder_gallery(known, SETTINGS, db_url)
+    assert gallery.names == ("collins", "hopper") and gallery.encodings.shape == (2, 128)
+    assert (stats.sync.seen, stats.sync.added, stats.sync.skipped) == (4, 2, 2)
+    assert "coffee.jpg skipped: no face found" in caplog.text
+    assert "broken.jpg skipped: cannot be read" in caplog.text
 
 
-def test_cache_made_with_other_settings_is_not_used(known):
-    load_gallery(known, SETTINGS)
-    encoder = CountingEncoder()
-    load_gallery(known, DetectorSettings(upsample=1), encode=encoder)
-    assert len(encoder.paths) == 2
+def test_a_second_call_reads_no_unchanged_file_and_gives_the_same_arrays(known, db_url, monkeypatch):
+    shutil.copy(REPO_PROBES / "no_face.jpg", known / "coffee.jpg")
+    first, _ = folder_gallery(known, SETTINGS, db_url)
+    monkeypatch.setattr(sync, "read_photo", refuse_reading)
+    second, stats = folder_gallery(known, SETTINGS, db_url)
+    assert (stats.sync.seen, stats.sync.unchanged, stats.sync.hashed, stats.sync.encoded) == (3, 3, 0, 0)
+    assert stats.reencoded == 0
+    assert second.names == first.names == ("collins", "hopper")
+    assert np.array_equal(second.encodings, first.encodings)
 
 
-def test_failed_cache_write_leaves_the_old_cache_and_no_temp_file(known, monkeypatch):
-    load_gallery(known, SETTINGS)
-    cache = known / DEFAULT_CACHE_NAME
-    before = cache.read_bytes()
-    shutil.copy(REPO_PROBES / "grace_hopper.jpg", known / "hopper2.jpg")
-
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(gallery_module.np, "savez", crash)
-    gallery, _ = load_gallery(known, SETTINGS)
-    assert len(gallery.names) == 3  # the server still gets its gallery
-    assert cache.read_bytes() == before
-    assert [p.name for p in known.iterdir() if p.name.endswith(".tmp")] == []
+def test_a_changed_photo_is_reencoded_alone(known, db_url):
+    first, _ = folder_gallery(known, SETTINGS, db_url)
+    changed = known / "collins" / "one.png"
+    cv2.imwrite(str(changed), cv2.flip(collins_crop(), 1))
+    gallery, stats = folder_gallery(known, SETTINGS, db_url)
+    assert (stats.sync.unchanged, stats.sync.encoded, stats.sync.added) == (1, 1, 1)
+    assert gallery.names == ("collins", "hopper")
+    assert np.allclose(gallery.encodings[0], largest_face_encoding(changed), rtol=0, atol=FLOAT32)
+    assert not np.allclose(gallery.encodings[0], first.encodings[0], rtol=0, atol=FLOAT32)
+    assert np.array_equal(gallery.encodings[1], first.encodings[1])
 
 
-def test_explicit_cache_path_and_empty_gallery(tmp_path):
+def test_a_removed_photo_leaves_the_gallery(known, db_url):
+    first, _ = folder_gallery(known, SETTINGS, db_url)
+    (known / "hopper.JPG").unlink()
+    gallery, stats = folder_gallery(known, SETTINGS, db_url)
+    assert stats.sync.removed == 1
+    assert gallery.names == ("collins",) and np.array_equal(gallery.encodings, first.encodings[:1])
+
+
+def test_other_settings_get_their_own_encodings_from_the_stored_photos(known, db_url, monkeypatch):
+    first, _ = folder_gallery(known, SETTINGS, db_url)
+    other = DetectorSettings(upsample=1)
+    monkeypatch.setattr(sync, "read_photo", refuse_reading)
+    gallery, stats = folder_gallery(known, other, db_url)
+    assert stats.reencoded == 2 and stats.sync.encoded == 0
+    assert gallery.names == ("collins", "hopper")
+    expected = np.array([largest_face_encoding(known / "collins" / "one.png", other),
+                         largest_face_encoding(known / "hopper.JPG", other)])
+    assert np.allclose(gallery.encodings, expected, rtol=0, atol=FLOAT32)
+    assert not np.allclose(gallery.encodings, first.encodings, rtol=0, atol=FLOAT32)
+
+
+def test_an_empty_folder_gives_an_empty_gallery(tmp_path, db_url):
     empty = tmp_path / "empty"
     empty.mkdir()
-    gallery, stats = load_gallery(empty, SETTINGS, tmp_path / "elsewhere.npz")
-    assert gallery.names == () and gallery.encodings.shape == (0, 128) and stats.photos == 0
-
-
-WRITER = """
-import sys, numpy as np
-from pathlib import Path
-from facewire.store.gallery import CacheEntry, write_cache
-path, rows = Path(sys.argv[1]), np.random.default_rng(0).normal(size=(2000, 128))
-versions = [{f"{i:064x}": CacheEntry(1, rows[i]) for i in range(n)} for n in (1999, 2000)]
-turn = 0
-while True:
-    write_cache(path, "tag", versions[turn % 2])
-    turn += 1
-"""
-
-
-def test_cache_survives_kill_9_at_any_moment(tmp_path):
-    cache = tmp_path / "cache.npz"
-    chooser = random.Random(3)
-    for _ in range(25):
-        before = cache.stat().st_mtime_ns if cache.exists() else None
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(cache)], cwd=ROOT)
-        deadline = time.monotonic() + 60
-        while (cache.stat().st_mtime_ns if cache.exists() else None) == before:  # this writer has written once
-            assert time.monotonic() < deadline and writer.poll() is None, "the writer never wrote the cache"
-            time.sleep(0.01)
-        time.sleep(chooser.uniform(0.0, 0.3))  # then a random moment, most likely inside a later write
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait()
-        assert len(read_cache(cache, "tag")) in (1999, 2000)  # the old version or the new, never half
-    leftovers = list(tmp_path.glob("cache.npz*.tmp"))
-    assert {p.name for p in tmp_path.iterdir()} - {p.name for p in leftovers} == {"cache.npz"}
-    for temp in leftovers:  # a killed writer's temp file is swept up by a later write once it is stale
-        os.utime(temp, (0, 0))
-    write_cache(cache, "tag", {})
-    assert list(tmp_path.glob("cache.npz*.tmp")) == []
+    gallery, stats = folder_gallery(empty, SETTINGS, db_url)
+    assert gallery.names == () and gallery.encodings.shape == (0, 128) and stats.sync.seen == 0

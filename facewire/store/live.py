@@ -9,6 +9,8 @@ Each worker (`GalleryStore`) then holds the gallery as one FaceIndex and, before
 applies only the change log's new rows: on SQLite it reads the last sequence number (one indexed
 read); on PostgreSQL it takes LISTEN/NOTIFY's news, and reads the sequence at least once a second.
 The folder is checked for changes at most once a second, and synced by one worker at a time.
+
+Offline tools (evaluation, benchmarks) take the same way from a folder to encodings: `folder_gallery`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from facewire.faces.settings import DetectorSettings
 from facewire.files import write_atomically
 from facewire.store.backends import PostgresBackend
 from facewire.store.database import Database, FileRecord, NewPhoto, open_database
-from facewire.store.gallery import scan
+from facewire.store.gallery import Gallery, scan
 from facewire.store.names import BadPhoto, NotFound, check_name
 from facewire.store.sync import SyncStats, folder_origin, sync_folder
 
@@ -97,6 +99,17 @@ def prepare(db_url: str, known_dir: Path | None, settings: DetectorSettings) -> 
         stats.saved_index = save_index(db, db_url, settings)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def folder_gallery(known_dir: Path, settings: DetectorSettings, db_url: str) -> tuple[Gallery, PrepareStats]:
+    """A folder's encodings in memory, for offline tools (evaluation, benchmarks): `prepare` the database
+    at `db_url`, then its snapshot as a Gallery in name order. A second call on the same database reads
+    no unchanged file."""
+    stats = prepare(db_url, known_dir, settings)
+    with open_database(db_url) as db:
+        snapshot = db.snapshot(encoder_tag(settings))
+    order = sorted(range(len(snapshot.names)), key=snapshot.names.__getitem__)
+    return Gallery(tuple(snapshot.names[i] for i in order), snapshot.vectors[order]), stats
 
 
 def sync_locked(db: Database, known_dir: Path, settings: DetectorSettings, wait: bool) -> SyncStats | None:
