@@ -12,7 +12,7 @@ other recipes run in this process with face_recognition's calls.
 
 `--enlargements` and `--scans` also measure two choices, facewire in this process: named
 right on the small-face sets when small faces are enlarged to each size before encoding
-(0: not enlarged), and when small pictures are scanned in grey rather than colour.
+(0: not enlarged), and when HOG scans small pictures in grey rather than colour.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from bench.face_sets import SMALL_FACE_SETS, Case, all_sets, make_gallery  # noq
 from bench.recipes import DemoRecipe, StockRecipe  # noqa: E402
 from facewire.client.client import Client  # noqa: E402
 from facewire.evaluate import Score, judge  # noqa: E402
-from facewire.faces import recognize  # noqa: E402
+from facewire.faces import encoding, hog  # noqa: E402
 from facewire.faces.matching import match_faces  # noqa: E402
 from facewire.faces.recognize import find_faces  # noqa: E402
 from facewire.faces.settings import DetectorSettings, MatchSettings  # noqa: E402
@@ -45,6 +45,8 @@ from facewire.process import ServerProcess  # noqa: E402
 from facewire.store.live import folder_gallery  # noqa: E402
 
 Names = Callable[[Sequence[Case]], list[list[str]]]
+Variant = tuple[Callable[[], object], DetectorSettings]
+"""A way to run facewire in this process: a context manager factory that changes one step, and the settings."""
 
 
 @dataclass(frozen=True)
@@ -94,51 +96,48 @@ def table(sets: dict[str, list[Case]], results: dict[str, dict[str, Outcome]], d
     return rows
 
 
-def variant_table(sets: dict[str, list[Case]], gallery: Path, variants: dict[str, Callable[[], object]]) -> list[str]:
-    """Named right on the small-face sets by facewire in this process, under each variant.
-
-    A variant is a context manager factory that changes one step (say, the enlargement).
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        known, _ = folder_gallery(gallery, DetectorSettings(), f"sqlite:///{tmp}/gallery.db")
+def variant_table(sets: dict[str, list[Case]], gallery: Path, variants: dict[str, Variant]) -> list[str]:
+    """Named right on the small-face sets by facewire in this process, under each variant."""
     rows = ["| variant | " + " | ".join(SMALL_FACE_SETS) + " | all |", "|---" * (len(SMALL_FACE_SETS) + 2) + "|"]
-    for label, variant in variants.items():
-        with variant():
-            counts = [sum((_judged(case, known) for case in sets[name]), Score(0, 0, 0, 0))
+    for label, (variant, settings) in variants.items():
+        with variant(), tempfile.TemporaryDirectory() as tmp:
+            known, _ = folder_gallery(gallery, settings, f"sqlite:///{tmp}/gallery.db")
+            counts = [sum((_judged(case, known, settings) for case in sets[name]), Score(0, 0, 0, 0))
                       for name in SMALL_FACE_SETS]
         cells = [f"{s.correct} right, {s.wrong} wrong" for s in counts]
         rows.append(f"| {label} | " + " | ".join(cells) + f" | {sum(s.correct for s in counts)} |")
     return rows
 
 
-def _judged(case: Case, known) -> Score:
-    faces = find_faces(case.image, DetectorSettings())
+def _judged(case: Case, known, settings: DetectorSettings) -> Score:
+    faces = find_faces(case.image, settings)
     encodings = np.array([face.encoding for face in faces]) if faces else np.empty((0, 128))
     return judge((m.name for m in match_faces(encodings, known.encodings, known.names, MatchSettings(0.6))), case.expected)
 
 
 @contextmanager
-def patched(**constants: object) -> Iterator[None]:
-    """facewire.recognize with some constants changed, for the time of a variant."""
-    saved = {name: getattr(recognize, name) for name in constants}
+def patched(module: object, **constants: object) -> Iterator[None]:
+    """A module of facewire's with some constants changed, for the time of a variant."""
+    saved = {name: getattr(module, name) for name in constants}
     for name, value in constants.items():
-        setattr(recognize, name, value)
+        setattr(module, name, value)
     try:
         yield
     finally:
         for name, value in saved.items():
-            setattr(recognize, name, value)
+            setattr(module, name, value)
 
 
-def variants(enlargements: str, scans: bool) -> dict[str, Callable[[], object]]:
-    """The variants asked for on the command line."""
-    chosen: dict[str, Callable[[], object]] = {}
+def variants(enlargements: str, scans: bool) -> dict[str, Variant]:
+    """The variants asked for on the command line: enlargements with the default detector, scans with HOG's."""
+    chosen: dict[str, Variant] = {}
     for size in filter(None, enlargements.split(",")):
         label = f"small faces enlarged to {size} px" if int(size) else "small faces not enlarged"
-        chosen[label] = partial(patched, ENCODE_FACE=int(size))
+        chosen[label] = (partial(patched, encoding, ENCODE_FACE=int(size)), DetectorSettings())
     if scans:
-        chosen["small pictures scanned in grey"] = partial(patched, COLOUR_SCALE=math.inf)
-        chosen["small pictures scanned in colour (default)"] = patched
+        hog_settings = DetectorSettings(detector="hog")
+        chosen["hog: small pictures scanned in grey"] = (partial(patched, hog, COLOUR_SCALE=math.inf), hog_settings)
+        chosen["hog: small pictures scanned in colour (its default)"] = (partial(patched, hog), hog_settings)
     return chosen
 
 
@@ -156,13 +155,13 @@ def main() -> None:
         chosen = {name: sets[name] for name in args.sets.split(",")}
         print(f"sets: {', '.join(f'{n} ({len(c)} pictures)' for n, c in chosen.items())}; gallery: "
               f"the shared known/ and the repo's grace_hopper.jpg", flush=True)
-        with ExitStack() as servers:  # the default on an idle machine (HOG on 2 threads), and on a busy one
-            two, one = (servers.enter_context(ServerProcess(gallery, Path(tmp) / f"server{threads}.log", "--db",
-                                                            f"sqlite:///{Path(tmp) / f'gallery{threads}.db'}",
-                                                            "--detect-threads", threads))
-                        for threads in ("2", "1"))
-            recipes = {"facewire (default, 2 detection threads)": server_names(two.address),
-                       "facewire (1 detection thread)": server_names(one.address),
+        with ExitStack() as servers:
+            mtcnn, hog_server = (servers.enter_context(ServerProcess(gallery, Path(tmp) / f"server-{detector}.log", "--db",
+                                                                     f"sqlite:///{Path(tmp) / f'gallery-{detector}.db'}",
+                                                                     "--detector", detector))
+                                 for detector in ("mtcnn", "hog"))
+            recipes = {"facewire (default: mtcnn)": server_names(mtcnn.address),
+                       "facewire --detector hog": server_names(hog_server.address),
                        "face_recognition stock": recipe_names(StockRecipe(gallery)),
                        "original demo": recipe_names(DemoRecipe(gallery))}
             results = compare(chosen, recipes)

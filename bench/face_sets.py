@@ -28,7 +28,7 @@ from unittest import mock
 import cv2
 import numpy as np
 
-from facewire.faces import images, recognize
+from facewire.faces import hog, images
 from facewire.faces.matching import UNKNOWN, match_faces
 from facewire.faces.recognize import find_faces
 from facewire.faces.settings import Box, DetectorSettings, MatchSettings
@@ -39,14 +39,14 @@ REPO_GALLERY_PHOTO = ROOT / "known_faces" / "grace_hopper.jpg"
 REPO_PROBES = ROOT / "test_images"
 EXPECTED_UNKNOWN = "unknown"
 SMALL_FACE_SETS = ("reduced", "mosaics", "dark", "crops")
-SET_DETECTION = DetectorSettings(detect_threads="1")
+SET_DETECTION = DetectorSettings(detector="hog", detect_threads="1")
 
 
 def portraits(shared: list[Case], gallery: Path) -> list[Portrait]:
     """Every face of the shared photos and of the repo's group picture, with who it is, found by one plain
     dlib call per picture (never the pyramid's two halves, whose boxes may differ by a pixel): the sets are
     fixed inputs, the same pictures whatever facewire's detection does now."""
-    with mock.patch.object(recognize, "SPLIT_PIXELS", math.inf):
+    with mock.patch.object(hog, "SPLIT_PIXELS", math.inf):
         return _portraits(shared, gallery)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from facewire.faces import images
 from facewire.faces.matching import UNKNOWN, match_faces
 from facewire.faces.recognize import find_faces
-from facewire.faces.settings import METHODS, DetectorSettings, MatchSettings
+from facewire.faces.settings import DETECTORS, METHODS, DetectorSettings, MatchSettings
 from facewire.store.gallery import Gallery
 from facewire.store.live import folder_gallery
 
@@ -97,8 +97,10 @@ def main() -> None:
     parser.add_argument("--from", dest="low", type=float, default=0.30)
     parser.add_argument("--to", dest="high", type=float, default=0.80)
     parser.add_argument("--step", type=float, default=0.05)
+    parser.add_argument("--detector", choices=DETECTORS, default=DetectorSettings.detector,
+                        help="face detector, as the server's --detector (default: %(default)s)")
     args = parser.parse_args()
-    settings = DetectorSettings()
+    settings = DetectorSettings(args.detector)
     labels = load_labels(args.labels)
     missing = [name for name in labels if not (args.probes / name).is_file()]
     if missing:

@@ -61,14 +61,16 @@ if [ ! -f "$stamp" ]; then
         .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
             -r <(without_replaced_dlib < "$f")
     done
-    .venv/bin/python -W ignore::UserWarning -c "import dlib, face_recognition, cv2, zmq, onnxruntime, fastapi, uvicorn, multipart" \
+    .venv/bin/python -W ignore::UserWarning -c "import dlib, face_recognition, cv2, zmq, onnxruntime, fastapi, uvicorn, multipart, lz4.frame" \
         || { echo "setup: the installed packages do not import; see above" >&2; exit 1; }
     touch "$stamp"
 fi
 
-# dlib's face network as ONNX (the default encoder) and dlib's HOG detector as dlib saves it: made once,
-# then kept in ~/.cache/facewire (see facewire/faces/model_files.py).
+# dlib's face network as ONNX (the default encoder), MTCNN's networks as ONNX (the default detector) and
+# dlib's HOG detector as dlib saves it: made once, then kept in ~/.cache/facewire (see facewire/faces/model_files.py).
 .venv/bin/python -c "from facewire.faces.model_files import cached_model; cached_model()" \
     || { echo "setup: could not convert dlib's face network to ONNX; see above" >&2; exit 1; }
-.venv/bin/python -c "from facewire.faces.recognize import hog_detector; hog_detector()" \
+.venv/bin/python -c "from facewire.faces.mtcnn_model import cached_models; cached_models()" \
+    || { echo "setup: could not convert MTCNN's networks to ONNX; see above" >&2; exit 1; }
+.venv/bin/python -c "from facewire.faces.hog import hog_detector; hog_detector()" \
     || { echo "setup: could not load dlib's HOG face detector; see above" >&2; exit 1; }

@@ -13,6 +13,7 @@ import pytest
 from facewire.process import ROOT, ServerProcess
 
 SHARED_FACES = (ROOT.parent / "shared" / "data" / "faces").resolve()
+SHARED_DETECT = (ROOT.parent / "shared" / "data" / "detect").resolve()
 REPO_KNOWN = ROOT / "known_faces"
 REPO_PROBES = ROOT / "test_images"
 
@@ -61,6 +62,14 @@ def shared_faces() -> Path:
     if not (SHARED_FACES / "labels.json").exists():
         pytest.skip(f"shared photos not found at {SHARED_FACES}")
     return SHARED_FACES
+
+
+@pytest.fixture(scope="session")
+def shared_detect() -> Path:
+    """dlib's detection test set: nine group photos and their hand-labelled boxes (imglab XML)."""
+    if not (SHARED_DETECT / "testing.xml").exists():
+        pytest.skip(f"shared detection photos not found at {SHARED_DETECT}")
+    return SHARED_DETECT
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,12 @@
 """Where the models are: face_recognition_models' dlib files, and facewire's cache of what it derives from them.
 
 The dlib files are found without importing face_recognition_models, which imports the deprecated
-pkg_resources (0.1 s of every start). The cache lives under $XDG_CACHE_HOME/facewire (~/.cache/facewire):
-dlib's face network converted to ONNX (onnx_model.py) and dlib's HOG face detector as dlib saves it
-(recognize.hog_detector).
+pkg_resources. The cache lives under $XDG_CACHE_HOME/facewire (~/.cache/facewire):
+dlib's face network converted to ONNX (onnx_model.py), MTCNN's networks converted to ONNX
+(mtcnn_model.py) and dlib's HOG face detector as dlib saves it (hog.hog_detector).
 
-A converted model is checked against the .dat it came from by hashing both (onnx_model.is_current:
-0.15 s with the onnx import); a stamp beside it, written after such a check, records both files' size,
+A converted model is checked against the .dat it came from by hashing both (onnx_model.is_current,
+which imports onnx); a stamp beside it, written after such a check, records both files' size,
 mtime, ctime and inode, so that later starts whose files have not changed skip the check.
 """
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DETECTORS = ("mtcnn", "hog", "cnn")
 ENCODERS = ("onnx", "dlib")
 METHODS = ("nearest", "knn")
 
-DETECTION_REVISION = 4
-"""Bumped whenever detection or encoding changes in a way that can move boxes or encodings
-(2: HOG on grey; 3: small faces encoded from an enlarged copy; 4: the pyramid split in two)."""
+DETECTION_REVISION = 5
+"""Bumped whenever detection or encoding changes in a way that can move boxes or encodings."""
 
 Box = tuple[int, int, int, int]
 """A face box as (top, right, bottom, left) in pixels of the image the client sent."""
@@ -20,30 +20,34 @@ Box = tuple[int, int, int, int]
 class DetectorSettings:
     """How faces are located and encoded.
 
-    model: "hog" (fast, CPU) or "cnn" (more accurate, slow without a GPU).
-    upsample: None for automatic scaling (see recognize.detection_scale); an integer N
-        runs dlib's own N-fold upsampling on the full image instead.
+    detector: "mtcnn" (a CNN cascade on ONNX Runtime: the default), "hog" (dlib's HOG) or "cnn" (dlib's
+        CNN, slow without a GPU).
+    upsample: None for automatic scaling (see detection.smallest_face); an integer N runs dlib's own
+        N-fold upsampling on the full image instead (dlib's detectors only).
     min_face: smallest face, in pixels, that automatic scaling must find.
     min_face_fraction: in large images, faces smaller than this fraction of the
         short side are not searched for, so that big photos stay fast.
     encoder: "onnx" (dlib's network on ONNX Runtime) or "dlib" (dlib itself): the same encodings.
     providers: ONNX Runtime execution providers, in order of preference (empty: the CPU).
-    detect_threads: "auto" scans the HOG pyramid's fine and coarse levels on two threads when a
-        core is idle (recognize.idle_core), "2" always does, "1" never does (the same faces and boxes).
+    detect_threads: "auto" lets a picture's detection use a second thread when a core is idle
+        (machine_load.idle_core), "2" always does, "1" never does (the same faces and boxes).
+    thresholds: MTCNN's face probability thresholds for its three stages (P-Net, R-Net, O-Net).
     """
 
-    model: str = "hog"
+    detector: str = "mtcnn"
     upsample: int | None = None
     min_face: int = 15
     min_face_fraction: float = 1 / 16
     encoder: str = "onnx"
     providers: tuple[str, ...] = ()
     detect_threads: str = "auto"
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
 
-    def cache_tag(self) -> str:
-        """A string that changes whenever a setting could change an encoding."""
-        return (f"r{DETECTION_REVISION}|{self.model}|{self.upsample}|{self.min_face}|{self.min_face_fraction:.4f}"
-                f"|{self.encoder}")
+    def encoding_tag(self) -> str:
+        """A string that changes whenever a setting could change an encoding (stored with each one)."""
+        thresholds = "|" + ",".join(f"{t:g}" for t in self.thresholds) if self.detector == "mtcnn" else ""
+        return (f"r{DETECTION_REVISION}|{self.detector}|{self.upsample}|{self.min_face}|{self.min_face_fraction:.4f}"
+                f"|{self.encoder}{thresholds}")
 
 
 @dataclass(frozen=True)

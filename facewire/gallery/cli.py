@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from facewire.config import default_db_url
-from facewire.faces.settings import DetectorSettings
+from facewire.faces.settings import DETECTORS, DetectorSettings
 from facewire.store.backends import DatabaseError, SqliteBackend, backend_for, redact
 from facewire.store.database import IMPORTED, SCHEMA_VERSION, Database, open_database
 from facewire.store.live import save_index
@@ -61,17 +61,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "facewire-gallery import encodings.npz --who alice")
     imp.add_argument("file", type=Path, metavar="FILE", help=".npz (arrays names, encodings) or .csv (name, 128 numbers)")
     imp.add_argument("--who", default=_login(), help="who the change log says imported (default: %(default)s)")
+    _detector_option(imp, "the index saved is for a server run with this --detector")
     exp = _command(commands, common, "export", run_export, "export the gallery's encodings to an .npz or .csv file",
                    "facewire-gallery export backup.csv")
     exp.add_argument("file", type=Path, metavar="FILE", help="the file to write (.npz or .csv), replaced whole")
     exp.add_argument("--encoder", metavar="TAG",
                      help=f"export this encoder's vectors only (default: the {IMPORTED!r} ones and those of the "
-                          "server's default settings)")
+                          "server's settings, see --detector)")
+    _detector_option(exp, "without --encoder: export the vectors of a server run with this --detector")
     _command(commands, common, "list", run_list, "list the people in the gallery and their photo counts",
              "facewire-gallery list --known-faces /srv/faces")
     _command(commands, common, "stats", run_stats, "show the gallery's counts, encoders, size and schema version",
              "facewire-gallery stats --db sqlite:////srv/faces/.facewire.db")
     return parser.parse_args(argv)
+
+
+def _detector_option(parser: argparse.ArgumentParser, meaning: str) -> None:
+    parser.add_argument("--detector", choices=DETECTORS, default=DetectorSettings.detector,
+                        help=f"{meaning} (default: %(default)s)")
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -137,7 +144,7 @@ def run_import(args: argparse.Namespace) -> None:
         print(f"imported {count} encodings of {len(set(encodings.names))} people from {args.file} into "
               f"{redact(url)} ({time.monotonic() - start:.2f} s)")
         start = time.monotonic()
-        saved = save_index(db, url, DetectorSettings())  # so that the next server start maps it at once
+        saved = save_index(db, url, DetectorSettings(args.detector))  # so that the next server start maps it at once
     if saved is not None:
         print(f"saved the gallery's index for the server's workers ({time.monotonic() - start:.2f} s)")
 
@@ -145,7 +152,7 @@ def run_import(args: argparse.Namespace) -> None:
 def run_export(args: argparse.Namespace) -> None:
     """Write the vectors of one encoder, and every imported one, in photo order, to an .npz or .csv file."""
     url = database_url(args)
-    tag = args.encoder or DetectorSettings().cache_tag()
+    tag = args.encoder or DetectorSettings(args.detector).encoding_tag()
     with open_existing(url) as db:
         snapshot = db.snapshot(tag)  # one transaction: the encoder's vectors and the imported ones
     count = write_encodings(args.file, (snapshot.names, snapshot.vectors))

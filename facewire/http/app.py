@@ -81,6 +81,11 @@ class Face(BaseModel):
     confidence: float = Field(description="1 - distance / (2 x tolerance), clipped to [0, 1]: "
                                           "0.5 exactly at the tolerance (the server's own figure)")
     box: tuple[int, int, int, int] = Field(description="[top, right, bottom, left] in the uploaded image's pixels")
+    score: float | None = Field(None, description="the detector's confidence in the face: a probability for mtcnn, "
+                                                  "a margin (higher is surer) for hog and cnn")
+    landmarks: list[tuple[float, float]] = Field([], description="[x, y] of the left eye, right eye, nose, left and "
+                                                                 "right mouth corner, as seen in the image (mtcnn "
+                                                                 "only; empty for hog and cnn)")
 
 
 class Recognized(BaseModel):
@@ -189,7 +194,8 @@ class ClientPool:
 
 def face_json(face: protocol.FaceResult) -> dict[str, Any]:
     """What the API shows of a face (not its track token, which only this gateway hands back)."""
-    return {"name": face.name, "distance": face.distance, "confidence": face.confidence, "box": list(face.box)}
+    return {"name": face.name, "distance": face.distance, "confidence": face.confidence, "box": list(face.box),
+            "score": face.score, "landmarks": [list(point) for point in face.landmarks]}
 
 
 def create_app(gateway: Gateway, keys: ClientKeys | NoKeys, token: str | None) -> FastAPI:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from facewire.args import bounded, host_port, is_loopback, join_host_port, token_file
 from facewire.config import DEFAULT_BIND, Config, Gateway, Security
-from facewire.faces.settings import ENCODERS, METHODS, DetectorSettings, MatchSettings
+from facewire.faces.settings import DETECTORS, ENCODERS, METHODS, DetectorSettings, MatchSettings
 from facewire.serve.startup import check_gallery_db, configure_logging, tracker
 from facewire.serve.supervisor import run_supervisor
 from facewire.wire.limits import DEFAULT_MAX_PIXELS, Limits
@@ -48,7 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--match", choices=METHODS, default="nearest",
                         help="nearest: the nearest photo names the face; knn: the k nearest photos vote (default: %(default)s)")
     parser.add_argument("--k", type=bounded(int, 1), default=None, help="with --match knn: photos that vote (default: sqrt of the photos)")
-    parser.add_argument("--model", choices=("hog", "cnn"), default="hog", help="face detector (default: %(default)s)")
+    parser.add_argument("--detector", choices=DETECTORS, default=DetectorSettings.detector,
+                        help="face detector: mtcnn (a CNN cascade on ONNX Runtime: finds more faces, faster), hog "
+                             "(dlib's HOG) or cnn (dlib's CNN, slow on a CPU) (default: %(default)s)")
+    parser.add_argument("--model", choices=DETECTORS, dest="detector", default=argparse.SUPPRESS,
+                        help="the same as --detector")
+    parser.add_argument("--mtcnn-thresholds", type=bounded(float, 0, 1), nargs=3, metavar=("P", "R", "O"),
+                        default=DetectorSettings.thresholds,
+                        help="with --detector mtcnn: the face probability each stage (P-Net, R-Net, O-Net) needs "
+                             "(default: %(default)s, the authors' values)")
     parser.add_argument("--encoder", choices=ENCODERS, default="onnx",
                         help="onnx: dlib's face network on ONNX Runtime; dlib: in dlib itself; the same encodings "
                              "(default: %(default)s)")
@@ -57,14 +65,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "e.g. CUDAExecutionProvider (default: the CPU; a provider not installed is refused, "
                              "naming those that are)")
     parser.add_argument("--upsample", type=bounded(int, 0), default=None, metavar="N",
-                        help="run dlib's N-fold upsampling on the full image instead of automatic scaling")
+                        help="with --detector hog or cnn: run dlib's N-fold upsampling on the full image instead "
+                             "of automatic scaling")
     parser.add_argument("--min-face", type=int, default=DetectorSettings.min_face, metavar="PX",
                         help="automatic scaling finds faces down to this size (default: %(default)s)")
     parser.add_argument("--min-face-fraction", type=bounded(float, 0, 1), default=1 / 16, metavar="F",
                         help="...but in large images, not below this fraction of the short side (default: 1/16)")
     parser.add_argument("--detect-threads", choices=("auto", "1", "2"), default=DetectorSettings.detect_threads,
-                        help="threads that share a picture's HOG scan (its pyramid's fine and coarse levels); auto: "
-                             "two when a core is idle (default: %(default)s)")
+                        help="threads that share a picture's detection; auto: two when a core is idle "
+                             "(default: %(default)s)")
     parser.add_argument("--max-megapixels", type=bounded(float, 0, above=True), default=DEFAULT_MAX_PIXELS / 1e6,
                         help="refuse larger images (default: %(default)g)")
     parser.add_argument("--db", metavar="URL",
@@ -89,6 +98,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--keys and --worker-bind do nothing with --worker (a worker takes --key and --server-key)")
     if args.worker_bind is not None and args.workers == 1:
         parser.error("--worker-bind does nothing with --workers 1 (one process, no workers)")
+    if args.upsample is not None and args.detector == "mtcnn":
+        parser.error("--upsample goes with --detector hog or cnn (MTCNN scales its picture itself)")
     if args.k is not None and args.match != "knn":
         parser.error("--k goes with --match knn")
     if args.providers and args.encoder != "onnx":
@@ -128,8 +139,8 @@ def configuration(args: argparse.Namespace) -> Config:
     """The one configuration of this server (or worker), from its command line."""
     return Config(
         known_faces=args.known_faces, db=args.db,
-        detector=DetectorSettings(args.model, args.upsample, args.min_face, args.min_face_fraction, args.encoder,
-                                  tuple(args.providers), args.detect_threads),
+        detector=DetectorSettings(args.detector, args.upsample, args.min_face, args.min_face_fraction, args.encoder,
+                                  tuple(args.providers), args.detect_threads, tuple(args.mtcnn_thresholds)),
         matching=MatchSettings(args.tolerance, args.match, args.k),
         limits=Limits(int(args.max_megapixels * 1e6)),
         bind=args.bind, workers=args.workers, worker_bind=args.worker_bind, connect=args.connect,

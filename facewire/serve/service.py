@@ -16,7 +16,9 @@ import numpy as np
 from facewire import __version__
 from facewire.faces import draw, images
 from facewire.faces.matching import UNKNOWN, Match, match_faces
-from facewire.faces.recognize import SAME_FACE_IOU, detect_faces, detect_faces_near, encode_faces, iou
+from facewire.faces.boxes import SAME_FACE_IOU, Detection, iou
+from facewire.faces.detection import detect_faces, detect_faces_near
+from facewire.faces.encoding import encode_faces
 from facewire.faces.settings import Box, MatchSettings
 from facewire.serve.track import Tracker, Vouch
 from facewire.store.live import GalleryStore
@@ -99,9 +101,10 @@ class Service:
         tolerance = self.matching.tolerance if options.tolerance is None else options.tolerance
         vouched = verified(options.track, tolerance, self.tracker)
         if options.scan == "tracked" and (vouched or not options.track):  # between a video's keyframes
-            boxes = detect_faces_near(request.image, [vouch.box for vouch in vouched], self.store.settings)
+            found = detect_faces_near(request.image, [vouch.box for vouch in vouched], self.store.settings)
         else:
-            boxes = detect_faces(request.image, self.store.settings)
+            found = detect_faces(request.image, self.store.settings)
+        boxes = [detection.box for detection in found]
         clock.lap("detect")
         known = tracked_matches(boxes, vouched)
         fresh = [box for box, vouch in zip(boxes, known) if vouch is None]
@@ -129,9 +132,8 @@ class Service:
         now = self.tracker.clock()  # a reused identity keeps the time it was encoded: tracking never renews it
         vouches = [Vouch.of(m, box, tolerance, now) if v is None else replace(v, box=box)
                    for box, m, v in zip(boxes, matches, known)]
-        faces = [FaceResult(m.name, _rounded(m.distance), round(m.confidence, 3), box, v is not None,
-                            self.tracker.issue(vouch))
-                 for box, m, v, vouch in zip(boxes, matches, known, vouches)]
+        faces = [_result(detection, m, v is not None, self.tracker.issue(vouch))
+                 for detection, m, v, vouch in zip(found, matches, known, vouches)]
         body = {"faces": [face.to_json() for face in faces], "timings_ms": clock.laps}
         if request.framing == "imagezmq":
             return protocol.pack_imagezmq(request.camera, body)
@@ -178,6 +180,12 @@ def tracked_matches(boxes: list[Box], vouched: Sequence[Vouch]) -> list[Vouch | 
 def _label(box: tuple[int, int, int, int], match: Match) -> draw.Label:
     known = match.name != UNKNOWN
     return draw.Label(box, f"{match.name} {match.distance:.2f}" if known else UNKNOWN, known)
+
+
+def _result(detection: Detection, match: Match, tracked: bool, track: str) -> FaceResult:
+    landmarks = tuple((round(x, 1), round(y, 1)) for x, y in detection.landmarks)
+    return FaceResult(match.name, _rounded(match.distance), round(match.confidence, 3), detection.box, tracked,
+                      track, round(detection.score, 4), landmarks)
 
 
 def _rounded(distance: float) -> float | None:

@@ -16,7 +16,8 @@ import time
 import zmq
 
 from facewire.config import Config
-from facewire.faces.recognize import dlib_description, encoder_description, load_models
+from facewire.faces.encoding import dlib_description, encoder_description
+from facewire.faces.recognize import load_models
 from facewire.serve.broker import sender_of
 from facewire.serve.forkserver import in_child, serve_forks
 from facewire.serve.gateway import gateway_beside

@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from facewire.faces import images
 from facewire.faces.index import FaceIndex
-from facewire.faces.recognize import box_area, find_faces
+from facewire.faces.boxes import box_area
+from facewire.faces.recognize import find_faces
 from facewire.faces.settings import DetectorSettings
 from facewire.files import write_atomically
 from facewire.store.backends import PostgresBackend
@@ -58,13 +59,13 @@ STALE_INDEX_CHANGES = 10_000
 def encoder_tag(settings: DetectorSettings) -> str:
     """The tag of the encodings `settings` makes (stored with each vector): it changes with the encoder
     and with every detection setting that could move a face's box."""
-    return settings.cache_tag()
+    return settings.encoding_tag()
 
 
 def photo_encoder(settings: DetectorSettings):
     """The folder sync's encoder: a photo's bytes -> (faces found, the largest face's encoding or None)."""
     def encode(data: bytes) -> tuple[int, np.ndarray | None]:
-        faces = find_faces(images.decode_image(data), settings)
+        faces = find_faces(images.decode_image(data), settings, gallery=True)
         if not faces:
             return 0, None
         return len(faces), max(faces, key=lambda face: box_area(face.box)).encoding
@@ -278,7 +279,7 @@ class GalleryStore:
         """Add a photo with exactly one face of `name` (one transaction, logged with `who`); on a host with
         a folder it also appears there as NAME/<hash>.jpg. Returns that person's photo count."""
         name = check_name(name)
-        faces = find_faces(image, self.settings)
+        faces = find_faces(image, self.settings, gallery=True)
         if len(faces) != 1:
             raise BadPhoto(f"the photo must show exactly one face; it shows {len(faces)}")
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])

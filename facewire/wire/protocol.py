@@ -151,7 +151,9 @@ class Request:
 class FaceResult:
     """One face of a recognize reply: its name ("Unknown" when none is near enough), the distance to
     the nearest photo (None for an empty gallery), a confidence in [0, 1], the box (top, right,
-    bottom, left), whether its name came from a track token, and the token for the next frame."""
+    bottom, left), whether its name came from a track token, the token for the next frame, the
+    detector's score for the face, and its five landmarks as [x, y] (left eye, right eye, nose, left
+    and right mouth corner, as seen in the image; none from dlib's detectors)."""
 
     name: str
     distance: float | None
@@ -159,17 +161,20 @@ class FaceResult:
     box: tuple[int, int, int, int]
     tracked: bool = False
     track: str | None = None
+    score: float | None = None
+    landmarks: tuple[tuple[float, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "box": list(self.box)}
+        return {**dataclasses.asdict(self), "box": list(self.box), "landmarks": [list(p) for p in self.landmarks]}
 
     @classmethod
     def from_json(cls, face: Any) -> FaceResult:
         """A face of a reply; BadReply if it is not one."""
         try:
             top, right, bottom, left = face["box"]
+            landmarks = tuple((float(x), float(y)) for x, y in face.get("landmarks", ()))
             return cls(face["name"], face["distance"], face["confidence"], (top, right, bottom, left),
-                       face.get("tracked", False), face.get("track"))
+                       face.get("tracked", False), face.get("track"), face.get("score"), landmarks)
         except (TypeError, KeyError, ValueError):
             raise BadReply(f"not a face: {face!r:.200}") from None
 
