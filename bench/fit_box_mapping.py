@@ -76,6 +76,18 @@ def fit(data) -> np.ndarray:
     return np.array([*np.mean(offsets, 0), ratio])
 
 
+def fit_tracked_square(data) -> np.ndarray:
+    """The square R-Net is given for a face (MTCNN's box made square), from dlib's box around it: its
+    centre's offset and its side, in dlib box sides, averaged over the faces (see mtcnn.tracked_square)."""
+    rows = []
+    for _, _, _, found, i in data:
+        top, right, bottom, left = mtcnn.dlib_box(found.boxes[i], found.landmarks[i])
+        side = right - left
+        x1, y1, x2, y2 = mtcnn.square(found.boxes[i:i + 1])[0]
+        rows.append(((x1 + x2 - left - right) / 2 / side, (y1 + y2 - top - bottom) / 2 / side, (x2 - x1) / side))
+    return np.mean(rows, 0)
+
+
 def hog_rescaled(bgr: np.ndarray, box: tuple, factor: float = 1.1) -> tuple | None:
     """The HOG box of the same face in the picture enlarged by `factor`, in the picture's pixels."""
     bigger = cv2.resize(bgr, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
@@ -90,6 +102,7 @@ def main() -> None:
     print(f"{len(data)} faces found by both detectors")
     coefficients = fit(data)
     print("mtcnn.DLIB_BOX =", tuple(round(float(c), 4) for c in coefficients))
+    print("mtcnn.TRACKED_SQUARE =", tuple(round(float(c), 3) for c in fit_tracked_square(data)))
     routes = {"MTCNN mapped (fitted now)": lambda bgr, box, f, i: mtcnn.dlib_box(f.boxes[i], f.landmarks[i], coefficients),
               "MTCNN mapped (facewire's constants)": lambda bgr, box, f, i: mtcnn.dlib_box(f.boxes[i], f.landmarks[i]),
               "MTCNN's box as it is": lambda bgr, box, f, i: mtcnn.box_as_is(f.boxes[i]),

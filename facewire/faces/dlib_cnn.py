@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Sequence
 
 import dlib
 import numpy as np
@@ -10,9 +11,9 @@ import numpy as np
 from facewire.faces import hog
 from facewire.faces.boxes import Detection
 from facewire.faces.model_files import CNN_DETECTOR, model_file
-from facewire.faces.settings import DetectorSettings
+from facewire.faces.regions import scan_regions
+from facewire.faces.settings import Box, DetectorSettings
 
-region_smallest_face = hog.region_smallest_face
 
 
 @cache
@@ -22,6 +23,11 @@ def cnn_detector() -> dlib.cnn_face_detection_model_v1:
 
 def load(settings: DetectorSettings, fork_safe: bool = False) -> None:
     cnn_detector()
+
+
+def scan_near(image: np.ndarray, near: Sequence[Box], settings: DetectorSettings) -> list[Detection]:
+    """Faces around the boxes `near` only, region by region as HOG looks for them (regions.scan_regions)."""
+    return scan_regions(scan, hog.region_smallest_face, image, near, settings)
 
 
 def scan(image: np.ndarray, smallest_face: float, settings: DetectorSettings) -> list[Detection]:

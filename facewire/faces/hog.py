@@ -14,6 +14,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import dlib
@@ -23,7 +24,8 @@ from facewire.faces import images
 from facewire.faces.boxes import Detection, clipped
 from facewire.faces.machine_load import second_thread
 from facewire.faces.model_files import cache_dir, write_atomically
-from facewire.faces.settings import DetectorSettings
+from facewire.faces.regions import scan_regions
+from facewire.faces.settings import Box, DetectorSettings
 
 HOG_MIN_FACE = 60
 """Smallest face box (px) that dlib's HOG detector finds reliably at scale 1 (measured)."""
@@ -129,6 +131,12 @@ def prepared(image: np.ndarray, smallest_face: float, settings: DetectorSettings
     work = images.to_rgb(image) if scale >= COLOUR_SCALE else images.to_grey(image)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(work, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR), scale, 0
+
+
+def scan_near(image: np.ndarray, near: Sequence[Box], settings: DetectorSettings) -> list[Detection]:
+    """Faces around the boxes `near` only, each region scanned at the level of the whole picture's pyramid
+    where its face would be met (regions.scan_regions, region_smallest_face)."""
+    return scan_regions(scan, region_smallest_face, image, near, settings)
 
 
 def region_smallest_face(face: int, whole: float) -> float:

@@ -36,14 +36,18 @@ WINDOW = 12
 STRIDE = 2
 PYRAMID_FACTOR = 0.709
 RNET_SIDE, ONET_SIDE = 24, 48
-DLIB_BOX = (0.0102, 0.0007, 1.1224)
+DLIB_BOX = (0.0106, 0.0, 1.1228)
 """dlib's box from MTCNN's (dlib_box): its centre's offset from the landmarks' origin, in sides, and its
 side, in MTCNN box widths. Fitted by least squares on every face both detectors find in the shared photos
 (bench/fit_box_mapping.py, which also measures the encodings' distance between the two routes)."""
 SPLIT_PIXELS = 40_000
 """Pictures whose first pyramid level is smaller than this (px) take too little time to be worth a second thread."""
-REGION_SHRINK = 2 / 3
-"""A tracked face's region is scanned for faces down to this fraction of its size."""
+TRACKED_SQUARE = (-0.012, -0.087, 1.195)
+"""The square R-Net is given for a face, from dlib's box around it: its centre's offset in dlib box sides
+and its side in dlib box sides (bench/fit_box_mapping.py)."""
+TRACK_MOVES = ((0.0, 0.0, 1.0), (-0.12, 0.0, 1.0), (0.12, 0.0, 1.0), (0.0, -0.12, 1.0), (0.0, 0.12, 1.0),
+               (0.0, 0.0, 0.85), (0.0, 0.0, 1.18))
+"""Where a tracked face is looked for: its square, moved by (dx, dy) sides and scaled."""
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,14 @@ class MtcnnDetector:
     def detect(self, rgb: np.ndarray, smallest: float, thresholds: Thresholds = Thresholds()) -> Found:
         """Faces of at least `smallest` px in an RGB uint8 image, strongest first."""
         height, width = rgb.shape[:2]
-        proposals = self.propose(rgb, scales(height, width, smallest), thresholds)
-        if not len(proposals):
+        return self.follow(rgb, self.propose(rgb, scales(height, width, smallest), thresholds), thresholds)
+
+    def follow(self, rgb: np.ndarray, candidates: np.ndarray, thresholds: Thresholds = Thresholds()) -> Found:
+        """The faces R-Net and O-Net confirm among square candidate boxes (n, 4): P-Net's, or a tracker's."""
+        if not len(candidates):
             return Found.none()
         image = rgb.astype(np.float32)
-        boxes, scores = self.refine(image, proposals, thresholds)
+        boxes, _ = self.refine(image, candidates, thresholds)
         if not len(boxes):
             return Found.none()
         return self.output(image, boxes, thresholds)
@@ -247,15 +254,35 @@ def raw_detect(rgb: np.ndarray, settings: DetectorSettings, smallest: float | No
 def scan(image: np.ndarray, smallest: float, settings: DetectorSettings) -> list[Detection]:
     """Faces of `smallest` px or more (MTCNN's box width), each with dlib's box (`dlib_box`)."""
     height, width = image.shape[:2]
-    found = raw_detect(images.to_rgb(image), settings, smallest)
+    return _detections(raw_detect(images.to_rgb(image), settings, smallest), height, width)
+
+
+def _detections(found: Found, height: int, width: int) -> list[Detection]:
     return [Detection(clipped(dlib_box(box, points), height, width), float(score), tuple(map(tuple, points.tolist())))
             for box, score, points in zip(found.boxes, found.scores, found.landmarks)]
 
 
-def region_smallest_face(face: int, whole: float) -> float:
-    """The smallest face to scan a tracked face's region for: a third smaller than the face, and not
-    below the whole picture's smallest face."""
-    return max(whole, REGION_SHRINK * face)
+def scan_near(image: np.ndarray, near: Sequence[Box], settings: DetectorSettings) -> list[Detection]:
+    """Faces around the boxes `near` only, without a pyramid: each box, turned into the square R-Net would
+    have been given for its face (`tracked_square`) and moved by each of TRACK_MOVES, is a candidate for
+    R-Net and O-Net. A face that moved by up to about a fifth of its size is found; one elsewhere is not."""
+    if not near:
+        return []
+    height, width = image.shape[:2]
+    candidates = np.array([tracked_square(box, move) for box in near for move in TRACK_MOVES], np.float32)
+    return _detections(detector(settings).follow(images.to_rgb(image), candidates, Thresholds(*settings.thresholds)),
+                       height, width)
+
+
+def tracked_square(box: Box, move: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> np.ndarray:
+    """The square (x1, y1, x2, y2) R-Net would be given for the face dlib's box `box` was drawn around
+    (TRACKED_SQUARE), moved by (dx, dy) sides and scaled by s, for `move` = (dx, dy, s)."""
+    top, right, bottom, left = box
+    side = ((right - left) + (bottom - top)) / 2
+    dx, dy, scale = TRACKED_SQUARE
+    cx, cy = (left + right) / 2 + (dx + move[0]) * side, (top + bottom) / 2 + (dy + move[1]) * side
+    half = scale * move[2] * side / 2
+    return np.array([cx - half, cy - half, cx + half, cy + half])
 
 
 def landmark_origin(points: np.ndarray) -> np.ndarray:
