@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from pathlib import Path
 from typing import Callable, Sequence
 
 log = logging.getLogger(__name__)
@@ -226,13 +227,20 @@ class Template:
             self.process.wait()
 
 
-def wait_gone(pids: set[int], deadline: float, events: Callable[[], list[tuple[str, int, int]]]) -> set[int]:
-    """Wait until every pid in `pids` has exited (as `events` reports) or `deadline` passes; the rest."""
+def wait_gone(pids: set[int], deadline: float) -> set[int]:
+    """Wait until no pid in `pids` runs or `deadline` passes; those still running."""
     left = set(pids)
-    while left and time.monotonic() < deadline:
-        for kind, pid, _ in events():
-            if kind == "exited":
-                left.discard(pid)
-        if left:
-            time.sleep(0.05)
-    return left
+    while True:
+        left = {pid for pid in left if running(pid)}
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.02)
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` exists and has not ended (a zombie has ended: it only waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")

@@ -8,8 +8,10 @@ starts its worker template a fraction of a second sooner for it.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from types import FrameType
 
 from facewire.config import Config
 from facewire.serve.track import Tracker, server_secret
@@ -25,11 +27,41 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM: every serving loop checks it."""
-    stop = threading.Event()
+class StopEvent(threading.Event):
+    """The event that SIGINT and SIGTERM set (see `stop_on_signals`), with a file descriptor that turns
+    readable as the signal arrives.
+
+    A loop that waits in a ZeroMQ poll registers `fileno()` with it: pyzmq resumes a poll that a
+    signal interrupts, so without it the loop would see the event only at the poll's timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setting = False
+        self._readable, self.wakeup_fd = os.pipe()
+        for fd in (self._readable, self.wakeup_fd):
+            os.set_blocking(fd, False)
+
+    def fileno(self) -> int:
+        return self._readable
+
+    def set(self) -> None:
+        self._setting = True
+        super().set()
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """The signal handler: sets the event unless `set` has begun already. `set` holds a lock, and a
+        signal that arrives meanwhile runs this handler inside it: a second `set` would wait for that
+        lock forever."""
+        if not self._setting:
+            self.set()
+
+
+def stop_on_signals() -> StopEvent:
+    """An event set by SIGINT or SIGTERM: every serving loop checks it (and polls its `fileno`)."""
+    stop = StopEvent()
+    signal.set_wakeup_fd(stop.wakeup_fd)
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, stop.on_signal)
     return stop
 
 

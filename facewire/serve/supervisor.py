@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Sequence
@@ -22,7 +23,7 @@ from facewire.config import Config
 from facewire.serve.broker import Proxy
 from facewire.serve.forkserver import Template, wait_gone
 from facewire.serve.gateway import gateway_beside
-from facewire.serve.startup import server_keys, stop_on_signals
+from facewire.serve.startup import StopEvent, server_keys, stop_on_signals
 from facewire.wire.ping import ping_reply
 from facewire.wire.transport import is_public, plain
 
@@ -52,18 +53,24 @@ class WorkerPool:
 
     `check` replaces any worker that died at once, or after a growing delay if it died
     young without ever serving; a template that dies is started again the same way.
+    Once `stopping` is set (by the stop signal, or by `stop`), the pool starts nothing more.
     """
 
-    def __init__(self, command: Sequence[str], count: int):
+    def __init__(self, command: Sequence[str], count: int, stopping: threading.Event | None = None):
         self.command = list(command)
         self.env = {**os.environ, **{k: v for k, v in SINGLE_THREAD_ENV.items() if k not in os.environ}}
         self.slots = [_Slot() for _ in range(count)]
         self.template: Template | None = None
         self.spare = _Slot()  # the template's own restart state
+        self.stopping = stopping if stopping is not None else threading.Event()
         self.check()
 
     def check(self, served: set[int] = frozenset()) -> None:
-        """Read what became of the workers, and ask for a worker for every free slot whose back-off passed."""
+        """Read what became of the workers, and ask for a worker for every free slot whose back-off passed.
+
+        Does nothing once the pool is stopping: a template or worker that dies then is not replaced."""
+        if self.stopping.is_set():
+            return
         now = time.monotonic()
         self._keep_template(now)
         if self.template is None:
@@ -109,14 +116,25 @@ class WorkerPool:
             os.kill(pid, signal.SIGKILL)
 
     def stop(self, grace: float = 10) -> None:
-        """Stop every worker (SIGTERM, then SIGKILL after `grace` seconds), then the template."""
+        """Start nothing more; stop every worker (SIGTERM, then SIGKILL after `grace` seconds), then the
+        template.
+
+        A worker or template that has ended already (the same signal may have reached the whole process
+        group) counts as gone: a dead template reports no exits, so each worker is watched itself."""
+        self.stopping.set()
+        if self.template is None:
+            return
         pids = set(self.pids())
+        for kind, pid, _ in self.template.events():
+            if kind == "forked":
+                pids.add(pid)
+            else:
+                pids.discard(pid)
         for pid in pids:
             _signal(pid, signal.SIGTERM)
-        if self.template is not None:
-            for pid in wait_gone(pids, time.monotonic() + grace, self.template.events):
-                _signal(pid, signal.SIGKILL)
-            self.template.stop(grace)
+        for pid in wait_gone(pids, time.monotonic() + grace):
+            _signal(pid, signal.SIGKILL)
+        self.template.stop(grace)
 
 
 def _back_off(slot: _Slot, now: float, served: bool) -> None:
@@ -206,7 +224,7 @@ def run_supervisor(config: Config, started: float) -> None:
         status.bind(f"ipc://{private}/status")
         watchdog = Watchdog(status, config.hang_timeout)
         pool = WorkerPool(worker_command(config.for_local_workers(backend, f"ipc://{private}/status")),
-                          config.workers)
+                          config.workers, stop)
         try:
             reply = None
             while config.workers and not stop.is_set() and reply is None:
@@ -217,7 +235,7 @@ def run_supervisor(config: Config, started: float) -> None:
                      time.monotonic() - started, config.workers, backend)
             with gateway_beside(config, frontend):
                 while not stop.is_set():
-                    wait_for_news(status, pool, 500)
+                    wait_for_news(status, pool, stop, 500)
                     for pid in watchdog.hung(pool.pids()):
                         pool.kill(pid)
                     pool.check(watchdog.served)
@@ -229,10 +247,12 @@ def run_supervisor(config: Config, started: float) -> None:
     log.info("stopped")
 
 
-def wait_for_news(status: zmq.Socket, pool: WorkerPool, timeout_ms: int) -> None:
-    """Until a worker reports, the worker template has news (a worker ended), or the timeout."""
+def wait_for_news(status: zmq.Socket, pool: WorkerPool, stop: StopEvent, timeout_ms: int) -> None:
+    """Until a worker reports, the worker template has news (a worker ended), a stop signal comes, or the
+    timeout."""
     poller = zmq.Poller()
     poller.register(status, zmq.POLLIN)
+    poller.register(stop, zmq.POLLIN)
     if pool.template is not None:
         poller.register(pool.template.process.stdout, zmq.POLLIN)
     poller.poll(timeout_ms)

@@ -22,7 +22,7 @@ from facewire.serve.broker import sender_of
 from facewire.serve.forkserver import in_child, serve_forks
 from facewire.serve.gateway import gateway_beside
 from facewire.serve.service import Service
-from facewire.serve.startup import server_keys, stop_on_signals, tracker
+from facewire.serve.startup import StopEvent, server_keys, stop_on_signals, tracker
 from facewire.serve.track import Tracker
 from facewire.store.backends import DatabaseError, redact
 from facewire.store.live import GalleryStore, prepare
@@ -43,15 +43,20 @@ def serve(service: Service, socket: zmq.Socket, stop: threading.Event, status: z
     otherwise the sender is the name the ZAP handler gave the client's connection.
     With a `status` socket (a worker under a local supervisor) it reports b"busy" on taking a
     request, b"idle" when done, and b"idle" each second while waiting: the supervisor's
-    watchdog kills a worker that stays busy too long or falls silent.
+    watchdog kills a worker that stays busy too long or falls silent. A `StopEvent` ends the wait for
+    a request the moment its signal arrives; any other event, at the next poll timeout.
     """
+    poller = zmq.Poller()
+    poller.register(socket, zmq.POLLIN)
+    if isinstance(stop, StopEvent):
+        poller.register(stop, zmq.POLLIN)
     last_beat = 0.0
     try:
         while not stop.is_set():
             if status is not None and time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
                 _report(status, b"idle")
                 last_beat = time.monotonic()
-            if not socket.poll(POLL_MS):
+            if socket not in dict(poller.poll(POLL_MS)):
                 continue
             frames = socket.recv_multipart(copy=False)
             if status is not None:
