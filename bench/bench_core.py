@@ -3,7 +3,7 @@
 
 Prints two Markdown tables:
 1. per image (the shared test photos and the repo's samples): for each configuration (CONFIGS:
-   the default; one detection thread; dlib's own encoder), facewire's server time (detect,
+   the default (MTCNN); one detection thread; dlib's HOG detector; dlib's own encoder), facewire's server time (detect,
    encode, total; one worker), beside the baseline's time for the same image and the speed-up;
    totals and the geometric mean of the speed-ups;
 2. gallery load: facewire cold (empty database) and warm (database) against the baseline.
@@ -38,6 +38,7 @@ FACES = ROOT.parent / "shared" / "data" / "faces"
 CONFIGS = {
     "default": (),
     "1-thread": ("--detect-threads", "1"),
+    "hog": ("--detector", "hog"),
     "dlib": ("--encoder", "dlib"),
 }
 """Server configurations by name: the extra arguments of each."""
@@ -111,8 +112,8 @@ def main() -> None:
     parser.add_argument("--faces", type=Path, default=FACES, help="folder with known/ and test/ (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per image; medians are shown (default: %(default)s)")
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS),
-                        help="default: the default server; 1-thread: --detect-threads 1; dlib: --encoder dlib "
-                             "(default: all)")
+                        help="default: the default server; 1-thread: --detect-threads 1; hog: --detector hog; "
+                             "dlib: --encoder dlib (default: all)")
     args = parser.parse_args()
     known = args.faces / "known"
     probes = sorted((args.faces / "test").glob("*.jpg")) + sorted((ROOT / "test_images").glob("*.jpg"))

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""The 640x360 clip through the real server: frames per second, and faces found, per encoder and scan.
+"""The 640x360 clip through the real server: frames per second, and faces found, per configuration and scan.
 
-    .venv/bin/python bench/bench_video.py [--workers 2]
+    .venv/bin/python bench/bench_video.py [--workers 2] [--configs mtcnn hog]
 
-The gallery is the clip's two portraits (../shared/data/faces/video/*.png). For each encoder
-(dlib, onnx) a server runs with --workers N; the client streams the clip (a) with every frame
+The gallery is the clip's two portraits (../shared/data/faces/video/*.png). For each configuration
+(CONFIGS: the default, MTCNN; dlib's HOG; dlib's own encoder) a server runs with --workers N. First the
+real client writes the annotated clip, every frame (`client.py --video CLIP --no-show --output
+FILE.mp4`: its own fps line); then the client's stream runs in this process (a) with every frame
 scanned whole and encoded (every frame a keyframe: no track tokens) and (b) as the client does
 by default: track tokens, tracked scans between keyframes, a whole scan every KEYFRAME-th frame
 (every SEARCH_KEYFRAME-th while no face is tracked).
@@ -34,6 +36,15 @@ from facewire.process import ServerProcess  # noqa: E402
 
 VIDEO = ROOT.parent / "shared" / "data" / "faces" / "video"
 CLIP = VIDEO / "short_hamilton_clip.mp4"
+CONFIGS = {"mtcnn": (), "hog": ("--detector", "hog"), "dlib": ("--encoder", "dlib")}
+"""Server configurations by name: the extra arguments of each (mtcnn is the default)."""
+
+
+def written(address: str, output: Path) -> float:
+    """The real client writing the annotated clip, every frame: the fps it reports."""
+    done = subprocess.run([sys.executable, str(ROOT / "client.py"), "--server", address, "--video", str(CLIP),
+                           "--no-show", "--output", str(output)], capture_output=True, text=True, check=True)
+    return float(done.stderr.rsplit(" fps", 1)[0].rsplit(" ", 1)[1])
 
 
 def run(address: str, realtime: bool, whole: bool) -> tuple[int, int, float, int, set[str]]:
@@ -62,27 +73,29 @@ def cpu_model() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--encoders", nargs="+", default=["dlib", "onnx"])
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=["mtcnn", "hog"])
     args = parser.parse_args()
     if not CLIP.exists():
         raise SystemExit(f"{CLIP} not found")
     print(f"CPU: {cpu_model()}; clip {CLIP.name}, --workers {args.workers}\n")
-    print("| encoder | scan | every frame: fps | faces found | live: frames answered | live fps | names |")
-    print("|---|---|---|---|---|---|---|")
+    print("| server | written by client.py, every frame: fps | scan | every frame: fps | faces found | "
+          "live: frames answered | live fps | names |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         known = Path(tmp) / "known"
         known.mkdir()
         for portrait in VIDEO.glob("*.png"):
             (known / portrait.name).symlink_to(portrait)
-        for encoder in args.encoders:
-            with ServerProcess(known, Path(tmp) / f"{encoder}.log", "--workers", str(args.workers),
-                               "--encoder", encoder, "--db", f"sqlite:///{Path(tmp) / f'{encoder}.db'}") as server:
+        for config in args.configs:
+            with ServerProcess(known, Path(tmp) / f"{config}.log", "--workers", str(args.workers), *CONFIGS[config],
+                               "--db", f"sqlite:///{Path(tmp) / f'{config}.db'}") as server:
+                client_fps = written(server.address, Path(tmp) / f"{config}.mp4")
                 for label, whole in (("whole frame, every frame", True),
                                      (f"tracked, whole every {video.KEYFRAME} ({video.SEARCH_KEYFRAME} with no face)",
                                       False)):
                     frames, _, fps, faces, names = run(server.address, False, whole)
                     live, skipped, live_fps, _, _ = run(server.address, True, whole)
-                    print(f"| {encoder} | {label} | {fps:.1f} | {faces} in {frames} frames | "
+                    print(f"| {config} | {client_fps:.1f} | {label} | {fps:.1f} | {faces} in {frames} frames | "
                           f"{live} of {live + skipped} | {live_fps:.1f} | {', '.join(sorted(names))} |", flush=True)
 
 
