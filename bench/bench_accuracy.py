@@ -8,11 +8,13 @@ and on how many pictures the recipe names fewer faces right than the original de
 facewire runs as the real server (its defaults) answering the real client; the two
 other recipes run in this process with face_recognition's calls.
 
-    .venv/bin/python bench/bench_accuracy.py [--sets reduced,mosaics] [--enlargements 0,40,80,120,160] [--scans]
+    .venv/bin/python bench/bench_accuracy.py [--sets reduced,mosaics] [--enlargements 0,40,80,120,160]
+                                             [--mirrors 0,32,1000] [--scans]
 
-`--enlargements` and `--scans` also measure two choices, facewire in this process: named
-right on the small-face sets when small faces are enlarged to each size before encoding
-(0: not enlarged), and when HOG scans small pictures in grey rather than colour.
+`--enlargements`, `--mirrors` and `--scans` also measure three choices, facewire in this process: named
+right on the small-face sets when small faces are enlarged to each size before encoding (0: not
+enlarged), when faces under each size are encoded with their mirror image (0: none), and when HOG scans
+small pictures in grey rather than colour.
 """
 
 from __future__ import annotations
@@ -128,12 +130,16 @@ def patched(module: object, **constants: object) -> Iterator[None]:
             setattr(module, name, value)
 
 
-def variants(enlargements: str, scans: bool) -> dict[str, Variant]:
-    """The variants asked for on the command line: enlargements with the default detector, scans with HOG's."""
+def variants(enlargements: str, mirrors: str, scans: bool) -> dict[str, Variant]:
+    """The variants asked for on the command line: enlargements and mirrors with the default detector, scans
+    with HOG's."""
     chosen: dict[str, Variant] = {}
     for size in filter(None, enlargements.split(",")):
         label = f"small faces enlarged to {size} px" if int(size) else "small faces not enlarged"
         chosen[label] = (partial(patched, encoding, ENCODE_FACE=int(size)), DetectorSettings())
+    for size in filter(None, mirrors.split(",")):
+        label = f"faces under {size} px encoded with their mirror image" if int(size) else "no face mirrored"
+        chosen[label] = (partial(patched, encoding, MIRROR_FACE=int(size)), DetectorSettings())
     if scans:
         hog_settings = DetectorSettings(detector="hog")
         chosen["hog: small pictures scanned in grey"] = (partial(patched, hog, COLOUR_SCALE=math.inf), hog_settings)
@@ -147,6 +153,9 @@ def main() -> None:
                         help="comma-separated sets to run (default: %(default)s)")
     parser.add_argument("--enlargements", default="",
                         help="comma-separated face widths (px) to compare for encoding small faces, 0 = none")
+    parser.add_argument("--mirrors", default="",
+                        help="comma-separated face widths (px) under which faces are encoded with their mirror "
+                             "image, to compare (0 = none)")
     parser.add_argument("--scans", action="store_true", help="compare scanning small pictures in grey and colour")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +175,7 @@ def main() -> None:
                        "original demo": recipe_names(DemoRecipe(gallery))}
             results = compare(chosen, recipes)
         print("\n".join(table(chosen, results, demo="original demo")))
-        chosen_variants = variants(args.enlargements, args.scans)
+        chosen_variants = variants(args.enlargements, args.mirrors, args.scans)
         if chosen_variants:
             print()
             print("\n".join(variant_table(sets, gallery, chosen_variants)))

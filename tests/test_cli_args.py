@@ -11,7 +11,9 @@ import sys
 
 import pytest
 
+from facewire.faces.settings import DetectorSettings
 from facewire.process import free_port
+from facewire.serve.cli import configuration, parse_args
 
 from .conftest import REPO_PROBES, ROOT, run_client
 
@@ -94,6 +96,13 @@ SERVER_CASES = [
     (["--max-megapixels", "0"], "--max-megapixels"),
     (["--hang-timeout", "0"], "--hang-timeout"),
     (["--upsample", "-1"], "--upsample"),
+    (["--upsample", "1"], "--detector"),  # MTCNN, the default detector, scales its picture itself
+    (["--detector", "mtcnn", "--upsample", "0"], "--detector"),
+    (["--model", "mtcnn", "--upsample", "0"], "--detector"),
+    (["--detector", "viola-jones"], "--detector"),
+    (["--model", "viola-jones"], "--model"),
+    (["--mtcnn-thresholds", "0.6", "0.7"], "--mtcnn-thresholds"),
+    (["--mtcnn-thresholds", "0.6", "0.7", "1.5"], "--mtcnn-thresholds"),
     (["--known-faces", "/no/such/gallery"], "--known-faces"),
     (["--connect", "tcp://127.0.0.1:9"], "--connect"),
     (["--key", "a.key_secret", "--server-key", "server.key"], "--key"),
@@ -114,3 +123,15 @@ def test_the_server_refuses_arguments_that_cannot_work(repo_gallery, args, flag)
     command = [sys.executable, str(ROOT / "server.py"), "--known-faces", str(repo_gallery),
                "--bind", f"tcp://127.0.0.1:{free_port()}", "--workers", "1", *args]
     assert_refused(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60), flag)
+
+
+def test_model_is_still_an_alias_of_detector_and_upsample_goes_with_dlibs_detectors():
+    def detector(*args: str) -> DetectorSettings:
+        return configuration(parse_args(["--known-faces", str(REPO_PROBES), *args])).detector
+
+    assert detector().detector == "mtcnn" and detector().upsample is None  # the default
+    assert detector("--model", "hog").detector == "hog"
+    assert detector("--model", "cnn") == detector("--detector", "cnn")
+    assert detector("--model", "hog", "--upsample", "1") == DetectorSettings(detector="hog", upsample=1)
+    assert detector("--detector", "cnn", "--upsample", "0").upsample == 0
+    assert detector("--mtcnn-thresholds", "0.5", "0.6", "0.8").thresholds == (0.5, 0.6, 0.8)

@@ -16,11 +16,11 @@ from .conftest import REPO_KNOWN
 
 def test_the_command_line_becomes_one_configuration():
     args = parse_args(["--known-faces", str(REPO_KNOWN), "--tolerance", "0.45", "--match", "knn", "--k", "3",
-                       "--model", "cnn", "--upsample", "1", "--encoder", "dlib", "--min-face", "20", "--min-face-fraction", "0.1",
+                       "--detector", "cnn", "--upsample", "1", "--encoder", "dlib", "--min-face", "20", "--min-face-fraction", "0.1",
                        "--detect-threads", "2", "--max-megapixels", "2.5", "--db", "sqlite:////tmp/c.db", "--workers", "3", "--hang-timeout", "9",
                        "--keys", "/tmp/keys", "--bind", "tcp://127.0.0.1:6000", "--log-level", "DEBUG"])
     assert configuration(args) == Config(
-        known_faces=REPO_KNOWN, db="sqlite:////tmp/c.db", detector=DetectorSettings("cnn", 1, 20, 0.1, "dlib", (), "2"),
+        known_faces=REPO_KNOWN, db="sqlite:////tmp/c.db", detector=DetectorSettings("cnn", 1, 20, 0.1, "dlib", (), "2", (0.6, 0.7, 0.7)),
         matching=MatchSettings(0.45, "knn", 3), limits=Limits(2_500_000), bind="tcp://127.0.0.1:6000", workers=3,
         security=Security(keys=Path("/tmp/keys")), hang_timeout=9.0, log_level="DEBUG")
 
@@ -32,6 +32,22 @@ def test_a_configuration_survives_its_json_whole():
                     security=Security(key=Path("/k/server.key_secret"), server_key=Path("/k/server.key")))
     assert Config.from_json(config.to_json()) == config
     assert Config.from_json(Config().to_json()) == Config()
+    assert Config().detector.detector == "mtcnn"
+
+
+def test_the_detector_and_mtcnns_thresholds_survive_the_json():
+    for detector in (DetectorSettings(detector="mtcnn", thresholds=(0.5, 0.65, 0.8)),
+                     DetectorSettings(detector="hog", upsample=1, thresholds=(0.6, 0.7, 0.9)),
+                     DetectorSettings(detector="cnn", min_face=24)):
+        config = Config(detector=detector)
+        back = Config.from_json(config.to_json())
+        assert back == config and back.detector.thresholds == detector.thresholds
+        assert isinstance(back.detector.thresholds, tuple)  # hashable, as DetectorSettings must be
+        assert back.detector.encoding_tag() == detector.encoding_tag()
+    args = parse_args(["--known-faces", str(REPO_KNOWN), "--mtcnn-thresholds", "0.5", "0.65", "0.8"])
+    config = configuration(args)
+    assert config.detector == DetectorSettings(detector="mtcnn", thresholds=(0.5, 0.65, 0.8))
+    assert Config.from_json(config.to_json()) == config
 
 
 def test_local_workers_use_the_servers_keys_only_over_tcp():

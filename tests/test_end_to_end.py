@@ -339,7 +339,8 @@ def test_sigterm_stops_the_server_cleanly_and_the_database_makes_restarts_fast(t
 
 
 def test_cnn_detector_end_to_end(repo_gallery, tmp_path):
-    with ServerProcess(repo_gallery, tmp_path / "cnn.log", "--model", "cnn", "--db", f"sqlite:///{tmp_path / 'c.db'}") as server:
+    with ServerProcess(repo_gallery, tmp_path / "cnn.log", "--detector", "cnn",
+                       "--db", f"sqlite:///{tmp_path / 'c.db'}") as server:
         done = run_client("--server", server.address, "--json", "--no-show", "--timeout", "120",
                           str(REPO_PROBES / "group_small_faces.jpg"))
     assert done.returncode == 0, done.stderr

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from facewire.faces import images
-from facewire.faces.recognize import box_area, find_faces
+from facewire.faces.boxes import box_area
+from facewire.faces.recognize import find_faces
 from facewire.faces.settings import DetectorSettings
 from facewire.store import sync
 from facewire.store.live import folder_gallery
@@ -24,7 +25,7 @@ FLOAT32 = 1e-5
 
 
 def largest_face_encoding(path: Path, settings: DetectorSettings = SETTINGS) -> np.ndarray:
-    """The encoding of a photo's largest face, found directly, without the database."""
+    """The encoding of a photo's largest face, found directly (as a gallery photo's), without the database."""
     faces = find_faces(images.read_image(path), settings)
     return max(faces, key=lambda face: box_area(face.box)).encoding
 
@@ -131,7 +132,7 @@ def test_a_removed_photo_leaves_the_gallery(known, db_url):
 
 def test_other_settings_get_their_own_encodings_from_the_stored_photos(known, db_url, monkeypatch):
     first, _ = folder_gallery(known, SETTINGS, db_url)
-    other = DetectorSettings(upsample=1)
+    other = DetectorSettings(detector="hog")  # another detector: other boxes, so other encodings
     monkeypatch.setattr(sync, "read_photo", refuse_reading)
     gallery, stats = folder_gallery(known, other, db_url)
     assert stats.reencoded == 2 and stats.sync.encoded == 0

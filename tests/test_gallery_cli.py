@@ -111,7 +111,7 @@ def test_stats_show_the_url_with_its_password_redacted(postgres_database_url, tm
 
 
 def test_export_round_trip_in_photo_order_imported_and_default_encoder(database_url, tmp_path):
-    server_tag = DetectorSettings().cache_tag()
+    server_tag = DetectorSettings().encoding_tag()
     names, vectors = written(tmp_path / "first.npz", ["alice", "alice", "bob"], seed=1)
     ok(gallery("import", tmp_path / "first.npz", "--db", database_url))
     extra_names, extra = faces(["carol", "dave"], seed=2)

@@ -88,6 +88,15 @@ def known_names(faces: list[dict]) -> list[str]:
     return sorted(face["name"] for face in faces if face["name"] != "Unknown")
 
 
+def assert_detected_by_mtcnn(face: dict) -> None:
+    """A face of a reply carries MTCNN's score (a probability) and its five landmarks, [x, y] inside the box."""
+    assert isinstance(face["score"], float) and 0 < face["score"] <= 1, face
+    top, right, bottom, left = face["box"]
+    assert len(face["landmarks"]) == 5, face
+    assert all(len(point) == 2 and left <= point[0] <= right and top <= point[1] <= bottom
+               for point in face["landmarks"]), face
+
+
 def test_every_shared_photo_is_named_as_labelled_with_requests_in_parallel(http, shared_faces):
     labels = {key: value for key, value in json.loads((shared_faces / "labels.json").read_text()).items()
               if not key.startswith("_")}
@@ -107,6 +116,7 @@ def test_every_shared_photo_is_named_as_labelled_with_requests_in_parallel(http,
             top, right, bottom, left = face["box"]
             assert 0 <= top < bottom <= height and 0 <= left < right <= width, (key, face)
             assert 0 <= face["confidence"] <= 1 and face["distance"] >= 0, face
+            assert_detected_by_mtcnn(face)
         assert {"detect", "encode", "match", "total", "gateway"} <= set(body["timings_ms"]), body
 
 
@@ -140,6 +150,8 @@ def test_annotate_gives_the_photo_as_a_jpeg_with_its_faces_in_a_header(http, sha
     assert np.abs(annotated.astype(int) - original.astype(int)).max() > 100  # boxes and captions were drawn
     result = json.loads(response.headers["x-facewire-result"])
     assert known_names(result["faces"]) == ["kit_harington", "rose_leslie"]
+    for face in result["faces"]:
+        assert_detected_by_mtcnn(face)
 
 
 def test_enrol_list_recognise_and_remove_a_person(http, gallery):
@@ -206,6 +218,13 @@ def test_the_api_is_described_at_docs_and_openapi_json(http):
     assert set(spec["paths"]["/v1/people/{name}"]) == {"post", "delete"}
     assert "image/jpeg" in spec["paths"]["/v1/annotate"]["post"]["responses"]["200"]["content"]
     assert "413" in spec["paths"]["/v1/recognize"]["post"]["responses"]
+    face = spec["components"]["schemas"]["Face"]["properties"]
+    assert {"name", "distance", "confidence", "box", "score", "landmarks"} <= set(face)
+    assert {"type": "number"} in face["score"]["anyOf"] and face["score"]["description"]
+    point = face["landmarks"]["items"]
+    assert face["landmarks"]["type"] == "array" and face["landmarks"]["description"]
+    assert point["type"] == "array" and point["minItems"] == point["maxItems"] == 2
+    assert all(item["type"] == "number" for item in point["prefixItems"])
     docs = http.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower() and "/openapi.json" in docs.text
 

@@ -12,7 +12,7 @@ from unittest import mock
 import dlib
 import pytest
 
-from facewire.faces import model_files, onnx_model, recognize
+from facewire.faces import hog, model_files, onnx_model
 from facewire.faces.images import read_image
 
 from .conftest import REPO_PROBES, SHARED_FACES
@@ -35,9 +35,9 @@ def test_model_files_are_those_face_recognition_models_names(name, location):
 def empty_cache(monkeypatch, tmp_path):
     """An empty $XDG_CACHE_HOME, and hog_detector forgotten before and after (other tests get the real one)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    recognize.hog_detector.cache_clear()
+    hog.hog_detector.cache_clear()
     yield tmp_path / "facewire"
-    recognize.hog_detector.cache_clear()
+    hog.hog_detector.cache_clear()
 
 
 def saved_detector(tmp_path: Path) -> Path:
@@ -45,12 +45,12 @@ def saved_detector(tmp_path: Path) -> Path:
 
 
 def test_the_cached_hog_detector_finds_what_dlibs_own_finds(empty_cache, tmp_path):
-    built = recognize.hog_detector()
+    built = hog.hog_detector()
     saved = saved_detector(tmp_path)
     assert saved.is_file() and not list(saved.parent.glob("*.tmp"))
-    recognize.hog_detector.cache_clear()
+    hog.hog_detector.cache_clear()
     with mock.patch.object(dlib, "get_frontal_face_detector", side_effect=AssertionError("built again")):
-        loaded = recognize.hog_detector()  # from the file: dlib's own detector is not built again
+        loaded = hog.hog_detector()  # from the file: dlib's own detector is not built again
     own = dlib.get_frontal_face_detector()
     pictures = sorted((SHARED_FACES / "test").glob("*.jpg")) + sorted(REPO_PROBES.glob("*.jpg"))
     found = 0
@@ -69,7 +69,7 @@ def test_a_damaged_saved_detector_is_built_and_saved_again(empty_cache, tmp_path
     saved = saved_detector(tmp_path)
     saved.parent.mkdir(parents=True)
     saved.write_bytes(b"\x01\x02 not a detector")
-    detector = recognize.hog_detector()
+    detector = hog.hog_detector()
     own = tmp_path / "own.svm"
     dlib.get_frontal_face_detector().save(str(own))
     assert saved.read_bytes() == own.read_bytes()
@@ -80,7 +80,7 @@ def test_a_cache_that_cannot_be_written_still_gives_the_detector(monkeypatch, em
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    assert len(recognize.hog_detector()(read_image(REPO_PROBES / "grace_hopper.jpg"))) == 1
+    assert len(hog.hog_detector()(read_image(REPO_PROBES / "grace_hopper.jpg"))) == 1
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ onnx = pytest.importorskip("onnx")
 import cv2  # noqa: E402
 import dlib  # noqa: E402
 
-from facewire.faces import dlib_dat, model_files, onnx_encoder, onnx_model, recognize  # noqa: E402
+from facewire.faces import dlib_dat, encoding, model_files, onnx_encoder, onnx_model  # noqa: E402
+from facewire.faces.detection import detect_faces  # noqa: E402
 from facewire.faces.settings import DetectorSettings  # noqa: E402
 from facewire.process import ROOT  # noqa: E402
 
@@ -40,14 +41,14 @@ def _repo_pictures() -> list[Path]:
 
 def _chips(paths: list[Path]) -> tuple[np.ndarray, list[str]]:
     """Every face facewire finds in `paths`, cut as dlib's compute_face_descriptor cuts it."""
-    landmarks = recognize.landmarks_5()
+    landmarks = encoding.landmarks_5()
     chips, names = [], []
     for path in paths:
         if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
             continue
         bgr = cv2.imread(str(path))
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        boxes = recognize.detect_faces(bgr, DetectorSettings())
+        boxes = [detection.box for detection in detect_faces(bgr, DetectorSettings())]
         shapes = [landmarks(rgb, dlib.rectangle(left, top, right, bottom))
                   for top, right, bottom, left in boxes]
         for i, chip in enumerate(onnx_encoder.face_chips(rgb, shapes)):

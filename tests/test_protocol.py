@@ -385,6 +385,24 @@ def test_faces_round_trip_through_json_and_a_malformed_face_is_a_bad_reply():
             protocol.FaceResult.from_json(broken)
 
 
+def test_a_faces_score_and_landmarks_round_trip_through_json():
+    landmarks = ((10.5, 20.0), (30.0, 20.5), (20.0, 30.0), (12.5, 40.0), (28.0, 40.5))
+    face = protocol.FaceResult("ann", 0.31, 0.742, (5, 40, 50, 2), False, "tok", 0.9987, landmarks)
+    plain = face.to_json()
+    assert plain["score"] == 0.9987 and plain["landmarks"] == [[10.5, 20.0], [30.0, 20.5], [20.0, 30.0],
+                                                                [12.5, 40.0], [28.0, 40.5]]
+    assert protocol.FaceResult.from_json(json.loads(json.dumps(plain))) == face
+    integral = protocol.FaceResult.from_json({**plain, "landmarks": [[10, 20]] * 5})  # integers are points too
+    assert integral.landmarks == ((10.0, 20.0),) * 5
+    assert all(isinstance(v, float) for point in integral.landmarks for v in point)
+    undetected = protocol.FaceResult("ann", 0.31, 0.742, (5, 40, 50, 2))  # dlib's detectors give no landmarks
+    assert undetected.score is None and undetected.to_json()["landmarks"] == []
+    assert protocol.FaceResult.from_json(json.loads(json.dumps(undetected.to_json()))) == undetected
+    for landmarks in ([[1, 2, 3]], [[1]], "ab", [["x", "y"]], None, 5):
+        with pytest.raises(protocol.BadReply):
+            protocol.FaceResult.from_json({**plain, "landmarks": landmarks})
+
+
 def test_replies_are_strict_json_a_nan_is_an_error_not_sent():
     with pytest.raises(ValueError):
         protocol.pack_reply({"distance": float("nan")})
@@ -393,7 +411,7 @@ def test_replies_are_strict_json_a_nan_is_an_error_not_sent():
 def test_a_face_without_tracking_fields_is_untracked_and_has_no_token():
     face = protocol.FaceResult.from_json({"name": "ann", "distance": 0.3, "confidence": 0.75, "box": [1, 2, 3, 4]})
     assert face == protocol.FaceResult("ann", 0.3, 0.75, (1, 2, 3, 4), False, None)
-    assert face.tracked is False
+    assert face.tracked is False and face.score is None and face.landmarks == ()  # a reply from before scores
 
 
 def test_scan_is_full_or_tracked():

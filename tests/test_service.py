@@ -20,7 +20,9 @@ from facewire import __version__
 from facewire.faces import draw, images
 from facewire.faces.index import FaceIndex
 from facewire.faces.matching import UNKNOWN
-from facewire.faces.recognize import detect_faces, encode_faces, iou
+from facewire.faces.boxes import iou
+from facewire.faces.detection import detect_faces
+from facewire.faces.encoding import encode_faces
 from facewire.faces.settings import DetectorSettings, MatchSettings
 from facewire.serve.service import Service, tracked_matches, verified
 from facewire.serve.track import Tracker, Vouch
@@ -31,6 +33,11 @@ from facewire.wire.limits import Limits
 from .conftest import REPO_KNOWN, REPO_PROBES
 
 SETTINGS = DetectorSettings()
+
+
+def boxes(image: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """The boxes of the faces the default detector finds in `image`."""
+    return [detection.box for detection in detect_faces(image, SETTINGS)]
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +175,19 @@ def test_recognize_names_the_known_face_and_leaves_the_other_unknown(shared_serv
     assert hopper["name"] == "grace_hopper" and collins["name"] == UNKNOWN
     assert 0 < hopper["distance"] <= 0.6 < collins["distance"]
     assert hopper["distance"] == round(hopper["distance"], 4) and collins["distance"] == round(collins["distance"], 4)
-    assert hopper["confidence"] == round(1 - hopper["distance"] / 1.2, 3)
-    assert collins["confidence"] == round(max(0.0, 1 - collins["distance"] / 1.2), 3)
-    assert [tuple(f["box"]) for f in by_x(body["faces"])] == sorted(detect_faces(group, SETTINGS), key=lambda b: b[3])
+    # the server rounds the confidence of the exact distance: from the rounded distance, within both roundings
+    for face in (hopper, collins):
+        assert face["confidence"] == round(face["confidence"], 3)
+        exact = max(0.0, 1 - face["distance"] / 1.2)
+        assert face["confidence"] == pytest.approx(exact, abs=0.0005 + 0.00005 / 1.2)
+    detections = sorted(detect_faces(group, SETTINGS), key=lambda d: d.box[3])
+    assert [tuple(f["box"]) for f in by_x(body["faces"])] == [d.box for d in detections]
+    for face, detection in zip(by_x(body["faces"]), detections):  # MTCNN's probability and five landmarks
+        assert face["score"] == round(detection.score, 4) and 0 < face["score"] <= 1
+        assert face["landmarks"] == [[round(x, 1), round(y, 1)] for x, y in detection.landmarks]
+        top, right, bottom, left = face["box"]
+        assert len(face["landmarks"]) == 5
+        assert all(left <= x <= right and top <= y <= bottom for x, y in face["landmarks"])
     assert all(f["tracked"] is False and isinstance(f["track"], str) and f["track"] for f in body["faces"])
     assert set(body["timings_ms"]) == {"detect", "encode", "match", "draw", "total"}
     assert all(v >= 0 for v in body["timings_ms"].values())
@@ -271,7 +288,7 @@ class FixedStore:
 
 @pytest.fixture(scope="module")
 def hopper_encoding(group) -> np.ndarray:
-    box = min(detect_faces(group, SETTINGS), key=lambda b: b[3])
+    box = min(boxes(group), key=lambda b: b[3])
     return encode_faces(images.to_rgb(group), [box], SETTINGS)[0]
 
 
@@ -342,7 +359,7 @@ def test_a_tracked_face_gets_a_token_for_where_it_is_now(group):
     now = [1_000_000.0]
     store = FixedStore(["x"], [np.full(128, 5.0)])
     service = Service(store, tracker=Tracker(clock=lambda: now[0]))
-    [box, *_] = detect_faces(group, SETTINGS)
+    [box, *_] = boxes(group)
     top, right, bottom, left = box
     shifted = (top + 2, right + 2, bottom + 2, left + 2)  # where the face was in the last frame
     token = service.tracker.issue(Vouch("grace_hopper", 0.3, shifted, 0.6, now[0] - 1))
@@ -355,10 +372,10 @@ def test_a_tracked_face_gets_a_token_for_where_it_is_now(group):
 def test_a_tracked_scan_looks_only_around_the_faces_the_tokens_vouch_for(group):
     now = [1_000_000.0]
     service = Service(FixedStore(["x"], [np.full(128, 5.0)]), tracker=Tracker(clock=lambda: now[0]))
-    hopper, collins = sorted(detect_faces(group, SETTINGS), key=lambda box: box[3])
+    hopper, collins = sorted(boxes(group), key=lambda box: box[3])
     token = service.tracker.issue(Vouch("grace_hopper", 0.3, hopper, 0.6, now[0] - 1))
     body, _ = ask(service, "recognize", group, annotate=False, track=[token], scan="tracked")
-    [face] = body["faces"]  # the region is scanned at a coarser level of the pyramid: a box may move a pixel
+    [face] = body["faces"]  # the region is scanned on its own, at its own scale: a box may move a pixel
     assert face["name"] == "grace_hopper" and face["tracked"] is True and iou(tuple(face["box"]), hopper) >= 0.85
     body, _ = ask(service, "recognize", group, annotate=False, track=[token])  # the default: the whole picture
     assert sorted(tuple(f["box"]) for f in body["faces"]) == sorted([hopper, collins])

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from facewire.faces import images
-from facewire.faces.recognize import box_area, find_faces
+from facewire.faces.boxes import box_area
+from facewire.faces.recognize import find_faces
 from facewire.faces.settings import DetectorSettings
 from facewire.store import sync
 from facewire.store.database import NewPhoto, open_database

@@ -2,8 +2,8 @@
 
 The network runs on ONNX Runtime by default (onnx_encoder.py: the same encodings, several times faster
 than dlib-bin), or in dlib itself (`encoder="dlib"`). Faces too small for the landmark model are encoded
-from an enlarged copy of their surroundings (see SMALL_FACE). Some faces are encoded as the mean of
-their chip's encoding and its mirror image's (see `mirrored`).
+from an enlarged copy of their surroundings (see SMALL_FACE), and as the mean of their chip's encoding
+and its mirror image's (see MIRROR_FACE).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ ENCODE_FACE px wide, where the 5-point landmarks fit better: on the small-face s
 faces right than not enlarging, or enlarging to other sizes; faces of 32 px and more gain nothing
 (bench/bench_accuracy.py --enlargements).
 
-A face's encoding is the mean of its chip's and the chip's mirror image's for every face of a gallery
-photo (encoded once), and for probe faces narrower than MIRROR_FACE px, where one chip's encoding is the
-noisiest: a face and its mirror image are the same person, and the mean is nearer that person's other
-photos (bench/bench_accuracy.py --mirrors)."""
+A face narrower than MIRROR_FACE px, whose one chip's encoding is the noisiest, is encoded as the mean of
+its chip's encoding and its mirror image's: a face and its mirror image are the same person, and the
+mean is nearer that person's other photos (on the small-face sets, more faces named right and none
+wrongly; mirroring every face, or every gallery face, named some strangers)."""
 
 
 @cache
@@ -84,19 +84,17 @@ def load(settings: DetectorSettings, fork_safe: bool = False) -> None:
         onnx_face_encoder(settings.providers)
 
 
-def encode_faces(rgb: np.ndarray, boxes: Sequence[Box], settings: DetectorSettings,
-                 gallery: bool = False) -> np.ndarray:
+def encode_faces(rgb: np.ndarray, boxes: Sequence[Box], settings: DetectorSettings) -> np.ndarray:
     """128-d encodings of the faces in `boxes`, as an (n, 128) array, in one batched call
     of the encoder `settings` names.
 
     A face narrower than SMALL_FACE px is encoded from its surroundings enlarged so that the
-    face is ENCODE_FACE px wide (0: never enlarge). `gallery`: the faces of a gallery photo, every one
-    encoded with its mirror image (see `mirrored`).
+    face is ENCODE_FACE px wide (0: never enlarge), and with its mirror image (see MIRROR_FACE).
     """
     if not boxes:
         return np.empty((0, 128))
     chips = np.concatenate([face_chips(picture, [shape]) for picture, shape in map(partial(_aligned, rgb), boxes)])
-    mirror = np.array([gallery or box[1] - box[3] < MIRROR_FACE for box in boxes])
+    mirror = np.array([box[1] - box[3] < MIRROR_FACE for box in boxes])
     batch = np.concatenate([chips, chips[mirror, :, ::-1]])
     if settings.encoder == "dlib":
         encodings = np.array(face_encoder().compute_face_descriptor(list(batch)))

@@ -34,11 +34,10 @@ def load_models(settings: DetectorSettings, fork_safe: bool = False) -> None:
     encoding.load(settings, fork_safe)
 
 
-def find_faces(image: np.ndarray, settings: DetectorSettings, gallery: bool = False) -> list[Face]:
-    """Detect and encode every face of a grey, BGR or BGRA image (`gallery`: a gallery photo's, see
-    encoding.encode_faces)."""
+def find_faces(image: np.ndarray, settings: DetectorSettings) -> list[Face]:
+    """Detect and encode every face of a grey, BGR or BGRA image."""
     found = detect_faces(image, settings)
     if not found:
         return []
-    encodings = encoding.encode_faces(images.to_rgb(image), [d.box for d in found], settings, gallery)
+    encodings = encoding.encode_faces(images.to_rgb(image), [d.box for d in found], settings)
     return [Face(detection, enc) for detection, enc in zip(found, encodings)]

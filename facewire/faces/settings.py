@@ -45,8 +45,10 @@ class DetectorSettings:
 
     def encoding_tag(self) -> str:
         """A string that changes whenever a setting could change an encoding (stored with each one)."""
-        thresholds = "|" + ",".join(f"{t:g}" for t in self.thresholds) if self.detector == "mtcnn" else ""
-        return (f"r{DETECTION_REVISION}|{self.detector}|{self.upsample}|{self.min_face}|{self.min_face_fraction:.4f}"
+        mtcnn = self.detector == "mtcnn"
+        thresholds = "|" + ",".join(f"{t:g}" for t in self.thresholds) if mtcnn else ""
+        upsample = None if mtcnn else self.upsample  # MTCNN scales its picture itself
+        return (f"r{DETECTION_REVISION}|{self.detector}|{upsample}|{self.min_face}|{self.min_face_fraction:.4f}"
                 f"|{self.encoder}{thresholds}")
 
 

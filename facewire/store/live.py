@@ -65,7 +65,7 @@ def encoder_tag(settings: DetectorSettings) -> str:
 def photo_encoder(settings: DetectorSettings):
     """The folder sync's encoder: a photo's bytes -> (faces found, the largest face's encoding or None)."""
     def encode(data: bytes) -> tuple[int, np.ndarray | None]:
-        faces = find_faces(images.decode_image(data), settings, gallery=True)
+        faces = find_faces(images.decode_image(data), settings)
         if not faces:
             return 0, None
         return len(faces), max(faces, key=lambda face: box_area(face.box)).encoding
@@ -279,7 +279,7 @@ class GalleryStore:
         """Add a photo with exactly one face of `name` (one transaction, logged with `who`); on a host with
         a folder it also appears there as NAME/<hash>.jpg. Returns that person's photo count."""
         name = check_name(name)
-        faces = find_faces(image, self.settings, gallery=True)
+        faces = find_faces(image, self.settings)
         if len(faces) != 1:
             raise BadPhoto(f"the photo must show exactly one face; it shows {len(faces)}")
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
