@@ -209,7 +209,8 @@ def test_bad_uploads_are_400_or_422_never_500(http, shared_faces):
 def test_healthz_gives_the_servers_status(http):
     response = http.get("/healthz")
     assert response.status_code == 200, response.text
-    assert response.json() == {"status": "ok", "server": {"version": "0.1.0", "people": 5, "photos": 9}}
+    assert response.json() == {"status": "ok",
+                               "server": {"version": "0.1.0", "people": 5, "photos": 9, "detector": "mtcnn"}}
 
 
 def test_the_api_is_described_at_docs_and_openapi_json(http):

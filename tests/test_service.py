@@ -84,7 +84,8 @@ def refused(frames: list, service: Service) -> dict:
 
 def test_ping_reports_the_version_and_the_gallery_size(shared_service):
     body, image = ask(shared_service, "ping")
-    assert body == {"ok": True, "op": "ping", "version": __version__, "people": 1, "photos": 1} and image is None
+    assert body == {"ok": True, "op": "ping", "version": __version__, "people": 1, "photos": 1,
+                    "detector": "mtcnn"} and image is None
     body, _ = ask(shared_service, "ping", id="p-1")
     assert body["id"] == "p-1"
 
@@ -108,7 +109,8 @@ def test_enroll_list_remove_and_reload(service, known, group):
 
     shutil.copy(REPO_KNOWN / "grace_hopper.jpg", known / "Eileen Collins" / "hopper.jpg")  # by hand, on disk
     body, _ = ask(service, "reload", id="r")
-    assert body == {"ok": True, "op": "reload", "version": __version__, "people": 1, "photos": 2, "id": "r"}
+    assert body == {"ok": True, "op": "reload", "version": __version__, "people": 1, "photos": 2, "detector": "mtcnn",
+                    "id": "r"}
 
 
 def test_a_refused_enrolment_or_removal_is_an_error_reply_with_its_code(service, group, caplog):

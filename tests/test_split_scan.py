@@ -121,6 +121,7 @@ def test_of_two_overlapping_detections_the_better_one_is_kept(monkeypatch):
 def test_a_large_picture_is_scanned_in_halves_in_parallel_only_when_asked_or_a_core_is_idle(
         monkeypatch, settings, size, idle, halves):
     calls = []
+    monkeypatch.setattr(machine_load, "FRESH_SECONDS", 0)  # no answer of an earlier test's
     monkeypatch.setattr(machine_load, "idle_core", lambda: idle)
     monkeypatch.setattr(hog, "_in_two_halves", lambda work, parallel: calls.append(parallel) or [])
     hog.scan(np.zeros((size, size), np.uint8), hog.HOG_MIN_FACE, settings)  # scale 1: scanned at its own size

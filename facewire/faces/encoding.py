@@ -8,6 +8,7 @@ and its mirror image's (see MIRROR_FACE).
 
 from __future__ import annotations
 
+import os
 from functools import cache, partial
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +18,8 @@ import dlib
 import numpy as np
 
 from facewire.faces.model_files import LANDMARKS_5, RESNET, cached_model, model_file
-from facewire.faces.onnx_encoder import OnnxFaceEncoder, face_chips
+from facewire.faces.machine_load import second_thread
+from facewire.faces.onnx_encoder import OnnxFaceEncoder, face_chips, session_options
 from facewire.faces.settings import Box, DetectorSettings
 
 SMALL_FACE = 32
@@ -52,9 +54,10 @@ def onnx_model() -> Path:
 
 
 @cache
-def onnx_face_encoder(providers: tuple[str, ...] = ()) -> OnnxFaceEncoder:
-    """dlib's network on ONNX Runtime: one session per process, made after any fork."""
-    return OnnxFaceEncoder(onnx_model(), providers or None)
+def onnx_face_encoder(providers: tuple[str, ...] = (), threads: int = 1, process: int = 0) -> OnnxFaceEncoder:
+    """dlib's network on ONNX Runtime with `threads` intra-op threads: sessions of this process (`process`,
+    its pid: a forked child makes its own, after the fork)."""
+    return OnnxFaceEncoder(onnx_model(), providers or None, session_options(threads))
 
 
 def dlib_description() -> str:
@@ -69,7 +72,7 @@ def encoder_description(settings: DetectorSettings) -> str:
     """Which encoder runs, for the start-up log."""
     if settings.encoder == "dlib":
         return "dlib's face_recognition_model_v1"
-    return f"dlib's network on ONNX Runtime ({', '.join(onnx_face_encoder(settings.providers).providers())})"
+    return f"dlib's network on ONNX Runtime ({', '.join(_session(settings, 1).providers())})"
 
 
 def load(settings: DetectorSettings, fork_safe: bool = False) -> None:
@@ -81,7 +84,7 @@ def load(settings: DetectorSettings, fork_safe: bool = False) -> None:
     elif fork_safe:
         onnx_model()
     else:
-        onnx_face_encoder(settings.providers)
+        _session(settings, 1)
 
 
 def encode_faces(rgb: np.ndarray, boxes: Sequence[Box], settings: DetectorSettings) -> np.ndarray:
@@ -99,10 +102,15 @@ def encode_faces(rgb: np.ndarray, boxes: Sequence[Box], settings: DetectorSettin
     if settings.encoder == "dlib":
         encodings = np.array(face_encoder().compute_face_descriptor(list(batch)))
     else:
-        encodings = onnx_face_encoder(settings.providers).encode(batch)
+        threads = 2 if second_thread(settings.detect_threads) else 1
+        encodings = _session(settings, threads).encode(batch)
     own = encodings[:len(chips)].astype(np.float64)
     own[mirror] = (own[mirror] + encodings[len(chips):]) / 2
     return own
+
+
+def _session(settings: DetectorSettings, threads: int) -> OnnxFaceEncoder:
+    return onnx_face_encoder(settings.providers, threads, os.getpid())
 
 
 def _aligned(rgb: np.ndarray, box: Box) -> tuple[np.ndarray, dlib.full_object_detection]:

@@ -6,10 +6,20 @@ import os
 import time
 
 
+FRESH_SECONDS = 0.02
+"""How long an answer of `second_thread` holds: a picture's detection and encoding ask one after the other."""
+_last: list[float | bool] = [-1.0, False]
+
+
 def second_thread(detect_threads: str) -> bool:
-    """Whether a picture's detection may use a second thread now: "2" always, "1" never, "auto" when a
-    core is idle."""
-    return detect_threads == "2" or detect_threads == "auto" and idle_core()
+    """Whether a picture's detection or encoding may use a second thread now: "2" always, "1" never, "auto"
+    when a core is idle (the answer of the last FRESH_SECONDS)."""
+    if detect_threads != "auto":
+        return detect_threads == "2"
+    now = time.monotonic()
+    if now - _last[0] > FRESH_SECONDS:
+        _last[:] = [now, idle_core()]
+    return bool(_last[1])
 
 
 def idle_core(looks: int = 4, interval: float = 0.0005) -> bool:

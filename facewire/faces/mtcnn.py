@@ -105,22 +105,17 @@ class MtcnnDetector:
         """The faces R-Net and O-Net confirm among square candidate boxes (n, 4): P-Net's, or a tracker's."""
         if not len(candidates):
             return Found.none()
-        image = rgb.astype(np.float32)
-        boxes, _ = self.refine(image, candidates, thresholds)
+        boxes, _ = self.refine(rgb, candidates, thresholds)
         if not len(boxes):
             return Found.none()
-        return self.output(image, boxes, thresholds)
+        return self.output(rgb, boxes, thresholds)
 
     def propose(self, rgb: np.ndarray, levels: Sequence[float], thresholds: Thresholds) -> np.ndarray:
         """P-Net over the pyramid: squared candidate boxes (n, 4) in image pixels, after both NMS rounds."""
         height, width = rgb.shape[:2]
         found, level = [], rgb
         for scale in levels:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            # each level from the one before, bilinear (0.709 apart); only a first step below half uses
-            # pixel-area averaging, which costs several times more
-            shrink = size[0] / level.shape[1]
-            level = cv2.resize(level, size, interpolation=cv2.INTER_AREA if shrink < 0.5 else cv2.INTER_LINEAR)
+            level = resized(level, (max(1, round(width * scale)), max(1, round(height * scale))))
             regression, probability = self.pnet.run(None, {"image": level[np.newaxis].astype(np.float32)})
             rows, cols = np.nonzero(probability[0] > thresholds.pnet)
             if not len(rows):
@@ -182,8 +177,19 @@ def square(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([corner, corner + np.floor(size)[:, np.newaxis]], 1).astype(np.float32)
 
 
+def resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` at `size` (width, height): a step of 0.709 bilinear; a larger reduction by pixel-area averaging,
+    first halving the image as often as it stays twice the size (OpenCV's area averaging is several times
+    quicker at a whole ratio, and the result the same)."""
+    if size[0] * 2 > image.shape[1]:
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    while size[0] * 4 <= image.shape[1] and size[1] * 4 <= image.shape[0]:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def crops(image: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray:
-    """Each box of a float32 RGB image resampled to side x side (bilinear, zeros outside the image), all at once:
+    """Each box of an RGB uint8 image resampled to side x side (bilinear, zeros outside the image), all at once:
     one cv2.remap over a map that stacks every box's sampling grid. (n, side, side, 3) float32."""
     steps = (np.arange(side, dtype=np.float32) + 0.5) / side
     size = boxes[:, 2:4] - boxes[:, 0:2] + 1
@@ -193,7 +199,7 @@ def crops(image: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray:
     map_y = np.broadcast_to(ys[:, :, np.newaxis], (len(boxes), side, side)).reshape(-1, side)
     out = cv2.remap(image, np.ascontiguousarray(map_x), np.ascontiguousarray(map_y), cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return out.reshape(len(boxes), side, side, 3)
+    return out.reshape(len(boxes), side, side, 3).astype(np.float32)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, by_smaller: bool = False) -> np.ndarray:
@@ -227,7 +233,7 @@ def detector(settings: DetectorSettings, threads: int = 1) -> MtcnnDetector:
         from facewire.faces.onnx_encoder import session_options  # noqa: PLC0415
 
         options = session_options(threads)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy wait between runs
+        options.enable_mem_pattern = False  # planned for one input shape, and every picture brings new ones
         _detectors[key] = MtcnnDetector(providers=settings.providers or None, options=options)
     return _detectors[key]
 

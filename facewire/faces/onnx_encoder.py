@@ -28,7 +28,8 @@ CHIP_PADDING = 0.25
 
 
 def session_options(threads: int = 1, level: ort.GraphOptimizationLevel | None = None) -> ort.SessionOptions:
-    """One thread, sequential execution: the service scales with processes, not threads.
+    """One thread, sequential execution: the service scales with processes, not threads. With a second
+    thread (for a core found idle), its threads sleep between runs rather than spin.
 
     `level`: the graph optimisation level (default: all)."""
     import onnxruntime as ort  # noqa: PLC0415 - see OnnxFaceEncoder
@@ -38,6 +39,7 @@ def session_options(threads: int = 1, level: ort.GraphOptimizationLevel | None =
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if level is None else level
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 

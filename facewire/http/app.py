@@ -110,7 +110,8 @@ class Removed(BaseModel):
 
 class Health(BaseModel):
     status: str
-    server: dict[str, Any] = Field(description="the server's answer to a ping: version, people, photos")
+    server: dict[str, Any] = Field(description="the server's answer to a ping: version, people, photos, and the "
+                                               "detector it runs (mtcnn, hog or cnn): the gateway detects nothing itself")
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -300,7 +301,8 @@ def create_app(gateway: Gateway, keys: ClientKeys | NoKeys, token: str | None) -
         reply = await anyio.to_thread.run_sync(ping_reply, gateway.server, HEALTH_TIMEOUT_MS, keys.secure)
         if reply is None:
             raise ServerUnavailable(f"{gateway.server} did not answer a ping in {HEALTH_TIMEOUT_MS / 1000:g} s")
-        return {"status": "ok", "server": {key: reply[key] for key in ("version", "people", "photos") if key in reply}}
+        return {"status": "ok", "server": {key: reply[key] for key in ("version", "people", "photos", "detector")
+                                            if key in reply}}
 
     app.include_router(api)
 

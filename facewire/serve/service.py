@@ -146,7 +146,7 @@ class Service:
 
     def _counts(self) -> dict[str, Any]:
         people, photos = self.store.counts()
-        return {"version": __version__, "people": people, "photos": photos}
+        return {"version": __version__, "people": people, "photos": photos, "detector": self.store.settings.detector}
 
 
 OPS: dict[str, Callable[..., Reply]] = {
