@@ -146,10 +146,10 @@ class Service:
         options = request.options
         tolerance = self.matching.tolerance if options.tolerance is None else options.tolerance
         named = {} if options.name is None else {"name": check_name(options.name)}
-        known = self._encodings_of(named["name"]) if named else None  # an unknown name is refused before detection
+        photos = self._encodings_of(named["name"]) if named else None  # an unknown name is refused before detection
         probes = [request.image] if named else [request.image, request.image2]
         faces = [one_face(image, number, self.store.settings) for number, image in enumerate(probes, 1)]
-        known = faces[1].encoding[None] if known is None else known
+        known = faces[1].encoding[None] if photos is None else photos
         distance = float(distance_matrix(faces[0].encoding[None], known).min())
         decision = "same" if distance <= tolerance else "different"
         log.info("verify %s: %s at %.4f (tolerance %g)", named.get("name", "two images"), decision, distance,

@@ -137,7 +137,7 @@ OPTIONS: dict[str, type] = {"recognize": RecognizeOptions, "enroll": EnrolOption
 """Every op and the options it takes: its header's other fields."""
 OPS = tuple(OPTIONS)
 IMAGE_OPS = ("recognize", "enroll")
-"""Ops whose second frame is an image."""
+"""Ops whose second frame is their one image (verify, of one or two images, is parsed on its own)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Request:
     """A validated request. `framing` is how it came, and a reply goes back the same way: "facewire"
     (its own headers), "classic" (pyzmq's send_array pair, {"dtype", "shape"}) or "imagezmq" (a
     sender's {"msg", "dtype", "shape"} before raw pixels, or {"msg"} before a JPEG or PNG);
-    `camera` is an imagezmq sender's `msg`."""
+    `camera` is an imagezmq sender's `msg`; `image2` is verify's second image."""
 
     op: str
     options: Options
