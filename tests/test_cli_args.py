@@ -57,6 +57,14 @@ CLIENT_CASES = [
     (["--report", str(ROOT), PHOTO], "--report"),
     (["--save", PHOTO, PHOTO], "--save"),
     ([], "IMAGE"),
+    (["--verify", PHOTO], "--verify"),
+    (["--verify", PHOTO, PHOTO, PHOTO], "--verify"),
+    (["--verify", PHOTO, PHOTO, "--name", "Ada"], "--verify"),
+    (["--verify", "--name", "Ada"], "--verify"),
+    (["--verify", PHOTO, "--name", "../evil"], "--name"),
+    (["--name", "Ada", PHOTO], "--name"),
+    (["--ping", "--verify", PHOTO, PHOTO], "--ping and --verify"),
+    (["--verify", PHOTO, PHOTO, "--report", "r.csv"], "--report"),
 ]
 
 
@@ -79,7 +87,8 @@ def test_the_client_refuses_before_sending(nowhere, args, flag, tmp_path):
 
 def test_good_arguments_do_reach_the_missing_server(nowhere, tmp_path):
     """The control: accepted arguments get as far as the network, so the refusals above are real."""
-    for args in (["--enroll", "Ada Lovelace", PHOTO], ["--remove", "Ada"], ["--tolerance", "0", PHOTO], ["--ping"]):
+    for args in (["--enroll", "Ada Lovelace", PHOTO], ["--remove", "Ada"], ["--tolerance", "0", PHOTO], ["--ping"],
+                 ["--verify", PHOTO, PHOTO], ["--verify", PHOTO, "--name", "Ada", "--tolerance", "0.4"]):
         done = run_client(*nowhere, *args, cwd=tmp_path, timeout=60)
         assert done.returncode == 2 and "no reply" in done.stderr and "usage:" not in done.stderr, done.stderr
 

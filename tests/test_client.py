@@ -191,3 +191,28 @@ def test_photo_asks_for_the_person_by_name_and_gives_the_image_of_the_reply():
         with pytest.raises(protocol.BadReply, match="a photo reply without its image"):
             client.photo("bob")
     assert [(r.header["op"], r.header["name"]) for r in peer.received] == [("photo", "ann"), ("photo", "bob")]
+
+
+def test_verify_sends_two_images_or_one_and_a_name_and_returns_the_reply_body():
+    answer = lambda request: protocol.pack_reply({"op": "verify", "same": True, "seen": request.header})  # noqa: E731
+    with Peer(answer=answer, hold=0) as peer, Client(peer.address, timeout=5, retries=0) as client, deadline():
+        body = client.verify(marked(1), marked(2, (3, 5)), tolerance=0.4)
+        assert body["same"] is True and body["seen"] == {"op": "verify", "dtype": "uint8", "shape": [4, 6, 3],
+                                                         "shape2": [3, 5], "tolerance": 0.4}
+        assert client.verify(marked(3), name="ann")["seen"] == {"op": "verify", "dtype": "uint8", "shape": [4, 6, 3],
+                                                                "name": "ann"}
+    assert [r.marker for r in peer.received] == [1, 3]
+    with Client("tcp://127.0.0.1:9") as client:
+        for second, name in ((None, None), (marked(2), "ann")):
+            with pytest.raises(ValueError, match="with image_b or with a name"):
+                client.verify(marked(1), second, name)
+
+
+def test_a_refused_verify_becomes_server_error_with_its_code():
+    refuse = lambda request: protocol.pack_error("bad_photo", "image 2 must show exactly one face; it shows 2")  # noqa: E731
+    with Peer(answer=refuse, hold=0) as peer, Client(peer.address, timeout=5, wire="jpeg") as client, deadline():
+        with pytest.raises(ServerError) as refused:
+            client.verify(marked(1), marked(2))
+    assert refused.value.code == "bad_photo" and str(refused.value).endswith("it shows 2")
+    [request] = peer.received
+    assert request.header == {"op": "verify", "encoding": "jpeg"}

@@ -58,6 +58,7 @@ def refused(call) -> str:
 def test_a_viewer_may_recognise_but_not_change_the_gallery(keyed_server, keys):
     with Client(keyed_server.address, timeout=30, keys=key_of(keys, "vera")) as vera:
         assert vera.recognize(images.read_image(REPO_PROBES / "grace_hopper.jpg")).names == ["grace_hopper"]
+        assert vera.verify(images.read_image(REPO_PROBES / "grace_hopper.jpg"), name="grace_hopper")["same"] is True
         assert "vera" in refused(lambda: vera.enroll("vera_herself", PHOTO))
         refused(lambda: vera.gallery_op("remove", name="grace_hopper"))
         refused(lambda: vera.gallery_op("reload"))
@@ -100,6 +101,7 @@ def test_a_read_only_server_refuses_every_change(tmp_path):
             assert "read-only" in refused(lambda: client.gallery_op("remove", name="grace_hopper"))
             refused(lambda: client.gallery_op("reload"))
             assert client.recognize(images.read_image(REPO_PROBES / "grace_hopper.jpg")).names == ["grace_hopper"]
+            assert client.verify(images.read_image(REPO_PROBES / "grace_hopper.jpg"), PHOTO)["same"] is True
     assert sorted(p.name for p in gallery.iterdir() if not p.name.startswith(".")) == ["grace_hopper.jpg"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import threading
@@ -214,6 +215,15 @@ BAD_REQUESTS = {
     "negative": ([hdr(op="recognize", dtype="uint8", shape=[-5, 10, 3]), b"\0" * 10], "bad_shape"),
     "absurd": ([hdr(op="recognize", dtype="uint8", shape=[50000, 50000, 3]), b"\0" * 10], "too_large"),
     "two channels": ([hdr(op="recognize", dtype="uint8", shape=[1, 1, 2]), b"\0" * 2], "bad_shape"),
+    "verify one image": ([hdr(op="verify", dtype="uint8", shape=[1, 1, 3]), b"abc"], "bad_request"),
+    "verify name and two images": ([hdr(op="verify", dtype="uint8", shape=[1, 1, 3], name="obama"), b"abc", b"abc"],
+                                   "bad_request"),
+    "verify no shape2": ([hdr(op="verify", dtype="uint8", shape=[1, 1, 3]), b"abc", b"abc"], "bad_shape"),
+    "verify shape2 mismatch": ([hdr(op="verify", dtype="uint8", shape=[1, 1, 3], shape2=[9, 9, 3]), b"abc", b"abc"],
+                               "bad_shape"),
+    "verify name not text": ([hdr(op="verify", dtype="uint8", shape=[1, 1, 3], name=["obama"]), b"abc"],
+                             "bad_option"),
+    "verify second not a png": ([hdr(op="verify", encoding="png"), b"\x89PNG\r\n\x1a\n", b"junk"], "bad_image"),
 }
 
 
@@ -226,6 +236,56 @@ def test_bad_requests_get_clear_error_replies(repo_server, name):
     assert body["ok"] is False and body["error"]["code"] == code and body["error"]["message"]
     assert ping_ok(repo_server.address) and repo_server.alive()
     assert "refused request: " + code in repo_server.log()
+
+
+VERIFY_LINE = r"(same|different): distance 0\.\d{1,4} \(threshold 0\.6\)"
+
+
+@pytest.mark.parametrize("images, name, decision", [
+    (["known/obama/obama.jpg", "test/obama1.jpg"], None, "same"),
+    (["known/obama/obama.jpg", "known/biden/biden.jpg"], None, "different"),
+    (["test/obama1.jpg"], "obama", "same"),
+    (["test/obama1.jpg"], "biden", "different"),
+])
+def test_the_client_verifies_two_photos_or_a_photo_against_a_name(shared_server, shared_faces, images, name, decision):
+    named = [] if name is None else ["--name", name]
+    done = run_client("--server", shared_server.address, "--verify", *[str(shared_faces / i) for i in images], *named)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    line = done.stdout.strip()
+    assert re.fullmatch(VERIFY_LINE, line) and line.startswith(f"{decision}: "), line
+
+
+@pytest.mark.parametrize("images, name, error", [
+    (["known/obama/obama.jpg", "test/two_people.jpg"], None, "bad_photo: image 2 must show exactly one face; it shows 2"),
+    ([REPO_PROBES / "no_face.jpg", "test/obama1.jpg"], None, "bad_photo: image 1 must show exactly one face; it shows 0"),
+    (["test/obama1.jpg"], "nobody", "not_found: no person called nobody"),
+    (["test/obama1.jpg", "missing.jpg"], None, "missing.jpg: No such file or directory"),
+])
+def test_a_verify_refused_or_unreadable_is_one_error_line_and_exit_status_1(shared_server, shared_faces, images,
+                                                                           name, error):
+    named = [] if name is None else ["--name", name]
+    done = run_client("--server", shared_server.address, "--verify", *[str(shared_faces / i) for i in images], *named)
+    assert done.returncode == 1 and done.stdout == "", done.stdout
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: ") and line.endswith(error), line
+    assert ping_ok(shared_server.address) and shared_server.alive()
+
+
+def test_the_client_class_verifies_over_every_wire_encoding(shared_server, shared_faces):
+    obama = cv2.imread(str(shared_faces / "known" / "obama" / "obama.jpg"))
+    obama1 = cv2.imread(str(shared_faces / "test" / "obama1.jpg"))
+    for wire in ("raw", "jpeg", "png"):
+        with Client(shared_server.address, wire=wire) as client:
+            pair = client.verify(obama, obama1, tolerance=0.5)
+            named = client.verify(obama1, name="obama")
+        assert (pair["same"], pair["decision"], pair["threshold"]) == (True, "same", 0.5), wire
+        assert len(pair["faces"]) == 2 and all(len(box) == 4 for box in pair["faces"])
+        assert (named["name"], named["same"], len(named["faces"])) == ("obama", True, 1), wire
+    mark = shared_server.log_mark()
+    with Client(shared_server.address) as client, pytest.raises(ServerError) as refused:
+        client.verify(obama, cv2.imread(str(shared_faces / "test" / "two_people.jpg")))
+    assert refused.value.code == "bad_photo"
+    shared_server.wait_for_log("refused verify: image 2 must show exactly one face; it shows 2", since=mark)
 
 
 def test_oversized_frames_are_capped(repo_gallery, tmp_path):

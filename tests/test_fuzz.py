@@ -37,9 +37,11 @@ shapes = st.one_of(
 headers = st.fixed_dictionaries(
     {},
     optional={
-        "op": st.one_of(st.sampled_from(["recognize", "ping", "", "RECOGNIZE"]), json_values),
+        "op": st.one_of(st.sampled_from(["recognize", "ping", "verify", "", "RECOGNIZE"]), json_values),
         "dtype": st.one_of(st.sampled_from(["uint8", "float32", "<u1", "uint16"]), json_values),
         "shape": shapes,
+        "shape2": shapes,
+        "name": st.one_of(st.sampled_from(["grace_hopper", "nobody", "../x"]), json_values),
         "tolerance": st.one_of(st.floats(allow_nan=False), json_values),
         "annotate": json_values,
         "encoding": st.one_of(st.sampled_from(protocol.ENCODINGS), json_values),
@@ -76,16 +78,31 @@ pixel_frames = st.one_of(
     mutated(small_image_bytes("png")),
 )
 @st.composite
+def raw_image(draw) -> tuple[list[int], bytes]:
+    """A shape and random pixels, a byte too few or too many now and then."""
+    shape = [draw(st.integers(1, 48)), draw(st.integers(1, 48))] + draw(st.sampled_from([[], [1], [3], [4]]))
+    size = max(0, int(np.prod(shape)) + draw(st.sampled_from([0, 0, 0, -1, 1])))
+    return shape, draw(st.binary(min_size=size, max_size=size))
+
+
+@st.composite
 def near_valid(draw) -> list[bytes]:
-    """Requests that pass most checks: right shapes with random pixels, or mutated JPEG/PNG files."""
+    """Requests that pass most checks: right shapes with random pixels, or mutated JPEG/PNG files; to recognize,
+    or to verify (two images, or one and a name)."""
+    op = draw(st.sampled_from(["recognize", "recognize", "verify"]))
+    header: dict = {"op": op, "name": "grace_hopper"} if op == "verify" and draw(st.booleans()) else {"op": op}
+    count = 2 if op == "verify" and "name" not in header else 1
     if draw(st.booleans()):
         fmt = draw(st.sampled_from(["jpeg", "png"]))
-        header = {"op": "recognize", "encoding": fmt}
-        return [json.dumps(header).encode(), draw(mutated(small_image_bytes(fmt)))]
-    shape = [draw(st.integers(1, 48)), draw(st.integers(1, 48))] + draw(st.sampled_from([[], [1], [3], [4]]))
-    size = int(np.prod(shape)) + draw(st.sampled_from([0, 0, 0, -1, 1]))
-    header = {"op": "recognize", "dtype": "uint8", "shape": shape, "annotate": draw(st.booleans())}
-    return [json.dumps(header).encode(), draw(st.binary(min_size=max(0, size), max_size=max(0, size)))]
+        files = [draw(mutated(small_image_bytes(fmt))) for _ in range(count)]
+        return [json.dumps({**header, "encoding": fmt}).encode(), *files]
+    (shape, pixels), *second = [draw(raw_image()) for _ in range(count)]
+    header.update({"dtype": "uint8", "shape": shape})
+    if op == "recognize":
+        header["annotate"] = draw(st.booleans())
+    if second:
+        header["shape2"] = second[0][0]
+    return [json.dumps(header).encode(), pixels, *(frame for _, frame in second)]
 
 
 messages = st.one_of(st.lists(st.one_of(header_frames, pixel_frames), min_size=1, max_size=4), near_valid())

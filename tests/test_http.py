@@ -206,6 +206,54 @@ def test_bad_uploads_are_400_or_422_never_500(http, shared_faces):
     assert http.get("/v1/people").status_code == 200  # and it still serves
 
 
+def two_photos(first: Path, second: Path) -> dict[str, tuple[str, bytes, str]]:
+    return {**photo(first), "image2": (second.name, second.read_bytes(), "image/jpeg")}
+
+
+def test_verify_says_two_photos_of_obama_are_one_person_and_obama_and_biden_are_not(http, shared_faces):
+    obama, obama1 = shared_faces / "known" / "obama" / "obama.jpg", shared_faces / "test" / "obama1.jpg"
+    response = http.post("/v1/verify", files=two_photos(obama, obama1))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"same", "distance", "threshold", "decision", "faces"}
+    assert (body["same"], body["decision"], body["threshold"]) == (True, "same", 0.6) and 0 < body["distance"] < 0.6
+    for path, (top, right, bottom, left) in zip((obama, obama1), body["faces"], strict=True):
+        height, width = images.read_image(path).shape[:2]
+        assert 0 <= top < bottom <= height and 0 <= left < right <= width, (path, body)
+    body = http.post("/v1/verify", files=two_photos(obama, shared_faces / "known" / "biden" / "biden.jpg")).json()
+    assert (body["same"], body["decision"]) == (False, "different") and body["distance"] > 0.6, body
+
+
+def test_verify_against_a_name_and_with_a_tolerance(http, shared_faces):
+    probe = shared_faces / "test" / "obama1.jpg"
+    same = http.post("/v1/verify", files=photo(probe), data={"name": "obama"}).json()
+    assert (same["same"], same["decision"], len(same["faces"])) == (True, "same", 1), same
+    assert http.post("/v1/verify", files=photo(probe), data={"name": "biden"}).json()["decision"] == "different"
+    strict = http.post("/v1/verify", params={"tolerance": 0.1}, files=photo(probe), data={"name": "obama"}).json()
+    assert (strict["same"], strict["threshold"], strict["distance"]) == (False, 0.1, same["distance"]), strict
+    assert_error(http.post("/v1/verify", params={"tolerance": 2.5}, files=photo(probe), data={"name": "obama"}),
+                 422, "invalid_request")
+
+
+def test_verify_refuses_bad_photos_names_and_requests_clearly_and_keeps_serving(http, shared_faces):
+    obama, two = shared_faces / "known" / "obama" / "obama.jpg", shared_faces / "test" / "two_people.jpg"
+    body = assert_error(http.post("/v1/verify", files=two_photos(obama, two)), 400, "bad_photo")
+    assert body["error"]["message"] == "image 2 must show exactly one face; it shows 2"
+    body = assert_error(http.post("/v1/verify", files=two_photos(REPO_PROBES / "no_face.jpg", obama)), 400, "bad_photo")
+    assert body["error"]["message"] == "image 1 must show exactly one face; it shows 0"
+    body = assert_error(http.post("/v1/verify", files=photo(obama), data={"name": "nobody"}), 404, "not_found")
+    assert body["error"]["message"] == "no person called nobody"
+    assert_error(http.post("/v1/verify", files=photo(obama), data={"name": "../obama"}), 400, "bad_name")
+    junk = {**photo(obama), "image2": ("b.jpg", b"not a picture", "image/jpeg")}
+    body = assert_error(http.post("/v1/verify", files=junk), 400, "bad_image")
+    assert body["error"]["message"] == "image2: not a JPEG, PNG, WebP or BMP image"
+    assert_error(http.post("/v1/verify", files=two_photos(obama, obama), data={"name": "obama"}), 422,
+                 "invalid_request")
+    assert_error(http.post("/v1/verify", files=photo(obama)), 422, "invalid_request")
+    assert_error(http.post("/v1/verify", data={"name": "obama"}), 422, "invalid_request")
+    assert http.post("/v1/verify", files=photo(obama), data={"name": "obama"}).json()["same"] is True
+
+
 def test_healthz_gives_the_servers_status(http):
     response = http.get("/healthz")
     assert response.status_code == 200, response.text
@@ -215,7 +263,16 @@ def test_healthz_gives_the_servers_status(http):
 
 def test_the_api_is_described_at_docs_and_openapi_json(http):
     spec = http.get("/openapi.json").json()
-    assert {"/v1/recognize", "/v1/annotate", "/v1/people", "/v1/people/{name}", "/healthz"} <= set(spec["paths"])
+    assert {"/v1/recognize", "/v1/annotate", "/v1/verify", "/v1/people", "/v1/people/{name}", "/healthz"} <= set(
+        spec["paths"])
+    verify = spec["paths"]["/v1/verify"]["post"]
+    assert {"400", "401", "404", "413", "503"} <= set(verify["responses"]) and verify["security"]
+    assert [parameter["name"] for parameter in verify["parameters"]] == ["tolerance"]
+    [form] = verify["requestBody"]["content"]["multipart/form-data"]["schema"].values()
+    form = spec["components"]["schemas"][form.rsplit("/", 1)[-1]]
+    assert set(form["properties"]) == {"image", "image2", "name"} and form["required"] == ["image"]
+    assert set(spec["components"]["schemas"]["Verified"]["properties"]) == {"same", "distance", "threshold",
+                                                                            "decision", "faces"}
     assert set(spec["paths"]["/v1/people/{name}"]) == {"post", "delete"}
     assert "image/jpeg" in spec["paths"]["/v1/annotate"]["post"]["responses"]["200"]["content"]
     assert "413" in spec["paths"]["/v1/recognize"]["post"]["responses"]
@@ -275,6 +332,12 @@ def test_uploads_over_the_limit_are_413_by_content_length_and_by_counting(small_
         assert len(many_pixels) < limit
         assert_error(http.post("/v1/recognize", files={"image": ("p.png", many_pixels, "image/png")}), 413, "too_large")
         fits = cv2.imencode(".jpg", np.full((200, 200, 3), 128, np.uint8))[1].tobytes()
+        assert_error(http.post("/v1/verify", files={"image": ("big.jpg", big, "image/jpeg"), "image2": ("f.jpg", fits)}),
+                     413, "too_large")
+        body = assert_error(http.post("/v1/verify", files={"image": ("fits.jpg", fits, "image/jpeg"),
+                                                           "image2": ("p.png", many_pixels, "image/png")}),
+                            413, "too_large")
+        assert body["error"]["message"].startswith("image2: png image of 400x400 pixels exceeds the limit")
         response = http.post("/v1/recognize", files={"image": ("fits.jpg", fits, "image/jpeg")})
         assert response.status_code == 200 and response.json()["faces"] == [], response.text
 
@@ -288,6 +351,8 @@ def test_a_server_that_does_not_answer_gives_503_within_the_timeout(tmp_path):
         assert time.monotonic() - started < 10
         assert_error(http.get("/v1/people"), 503, "unavailable")
         assert_error(http.delete("/v1/people/Ann"), 503, "unavailable")
+        assert_error(http.post("/v1/verify", files=photo(REPO_PROBES / "grace_hopper.jpg"), data={"name": "Ann"}),
+                     503, "unavailable")
         assert_error(http.get("/healthz"), 503, "unavailable")
         assert_error(http.post("/v1/recognize", files={"image": ("a.jpg", b"junk", "image/jpeg")}), 400, "bad_image")
     assert "Traceback" not in gateway.log()
@@ -359,9 +424,14 @@ def test_off_loopback_every_call_needs_the_bearer_token(server, token_file, tmp_
                 assert_error(http.post("/v1/recognize", headers=headers, files=photo(REPO_PROBES / "no_face.jpg")),
                              401, "unauthorized")
                 assert_error(http.delete("/v1/people/obama", headers=headers), 401, "unauthorized")
+                assert_error(http.post("/v1/verify", headers=headers, files=photo(REPO_PROBES / "no_face.jpg"),
+                                       data={"name": "obama"}), 401, "unauthorized")
             good = {"Authorization": "Bearer s3cret-Token_1"}
             assert http.get("/v1/people", headers=good).json()["people"]["obama"] == 2
             assert http.get("/healthz", headers=good).status_code == 200
+            verified = http.post("/v1/verify", headers=good, files=photo(shared_faces / "test" / "obama1.jpg"),
+                                 data={"name": "obama"})
+            assert verified.status_code == 200 and verified.json()["same"] is True, verified.text
             assert http.get("/").status_code == 200  # the pages hold no data: they ask for the token
         ws = f"ws://127.0.0.1:{port}/v1/live"
         for offer in ([], ["facewire", "bearer.wrong"]):

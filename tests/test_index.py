@@ -162,6 +162,21 @@ def test_removed_faces_are_never_returned_and_the_rest_stay_exact(exact_limit):
     np.testing.assert_allclose(distances[agree], expected_d[agree], atol=1e-3)
 
 
+@pytest.mark.parametrize("exact_limit", [index_module.EXACT_LIMIT, APPROXIMATE])
+def test_a_persons_vectors_are_their_faces_present_in_the_base_and_added_since(exact_limit):
+    index, ids, vectors = gallery(1_000, exact_limit=exact_limit)
+    mine = np.flatnonzero(np.arange(1_000) // 5 == 7)  # person7's five photos
+    by_id = mine[np.argsort(ids[mine])]  # the base keeps its faces in id order
+    np.testing.assert_array_equal(index.vectors_of("person7"), vectors[by_id])
+    index.remove([ids[by_id[0]]])
+    index.add(np.array([55_555, 55_556]), ["person7", "newcomer"], vectors[:2] + 0.5)
+    found = index.vectors_of("person7")
+    assert found.dtype == np.float32
+    np.testing.assert_array_equal(found, np.concatenate([vectors[by_id[1:]], vectors[:1] + 0.5]))
+    index.remove([55_556])
+    assert index.vectors_of("newcomer").shape == (0, 128) and index.vectors_of("nobody").shape == (0, 128)
+
+
 def test_added_faces_stay_findable_whatever_order_they_are_removed_in():
     index, ids, vectors = gallery(200)
     new = vectors[:20] + 0.003

@@ -256,10 +256,10 @@ def test_non_contiguous_images_are_sent_whole():
     ([b"{"], "bad_header", "first frame is not valid UTF-8 JSON"),
     ([b"[]"], "bad_header", "header must be a JSON object"),
     ([header(op="explode")], "unknown_op",
-     "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove, photo"),
-    ([header()], "unknown_op", "unknown op None; expected one of recognize, enroll, ping, list, reload, remove, photo"),
+     "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove, photo, verify"),
+    ([header()], "unknown_op", "unknown op None; expected one of recognize, enroll, ping, list, reload, remove, photo, verify"),
     ([header(dtype="uint8", shape=[1, 1, 3], tolerance=0.5), b"abc"], "unknown_op",  # not a bare send_array
-     "unknown op None; expected one of recognize, enroll, ping, list, reload, remove, photo"),
+     "unknown op None; expected one of recognize, enroll, ping, list, reload, remove, photo, verify"),
     ([header(op="ping"), b"x"], "bad_request", "ping takes 1 frame (the JSON header); got 2 frames"),
     ([recognize_header()], "bad_request", "recognize takes 2 frames: JSON header, then the image; got 1 frames"),
     ([header(op="ping", colour="red")], "bad_option", "unknown option(s) ['colour'] for ping; allowed: []"),
@@ -446,3 +446,86 @@ def test_an_imagezmq_camera_name_may_be_as_long_as_the_limit_and_no_longer():
     assert str(error) == "msg must be the camera's name: printable text of at most 256 characters"
     error = refused(imagezmq_image("porch", image, b"extra"))
     assert error.code == "bad_request" and str(error).startswith("an imagezmq message takes 2 frames: JSON, then the image")
+
+
+# --- verify ---------------------------------------------------------------------------------------------
+
+def test_verify_carries_two_images_raw_with_shape2_or_compressed():
+    first, second = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3), np.full((4, 5), 9, np.uint8)
+    frames = protocol.pack_verify(first, second, tolerance=0.5, id=4)
+    assert json.loads(frames[0]) == {"op": "verify", "dtype": "uint8", "shape": [2, 3, 3], "shape2": [4, 5],
+                                     "tolerance": 0.5, "id": 4} and len(frames) == 3
+    request = parse_request(frames)
+    assert (request.op, request.options, request.request_id) == ("verify", protocol.VerifyOptions(tolerance=0.5), 4)
+    np.testing.assert_array_equal(request.image, first)
+    np.testing.assert_array_equal(request.image2, second)
+    second = np.full((4, 5, 3), 9, np.uint8)
+    frames = protocol.pack_verify(first, second, "png")
+    assert json.loads(frames[0]) == {"op": "verify", "encoding": "png"}
+    request = parse_request(frames)
+    np.testing.assert_array_equal(request.image, first)
+    np.testing.assert_array_equal(request.image2, second)
+
+
+def test_verify_against_a_name_carries_one_image():
+    image = np.zeros((2, 2, 3), np.uint8)
+    frames = protocol.pack_verify(image, name="Zoë")
+    assert json.loads(frames[0]) == {"op": "verify", "dtype": "uint8", "shape": [2, 2, 3], "name": "Zoë"}
+    request = parse_request(frames)
+    assert request.options == protocol.VerifyOptions(name="Zoë") and request.image2 is None
+    jpeg = parse_request(protocol.pack_verify(image, None, "jpeg", name="ann"))
+    assert jpeg.options == protocol.VerifyOptions(name="ann", encoding="jpeg") and jpeg.image.shape == (2, 2, 3)
+    unnamed = parse_request([header(op="verify", encoding="png", name=None), *protocol.pack_verify(
+        image, image, "png")[1:]])  # a null name is no name: two images
+    assert unnamed.options.name is None and unnamed.image2.shape == (2, 2, 3)
+
+
+def verify_header(**fields) -> bytes:
+    return header(op="verify", dtype="uint8", shape=[1, 1, 3], **fields)
+
+
+PNG = images.encode_compressed(np.zeros((2, 2, 3), np.uint8), "png")
+
+
+@pytest.mark.parametrize("frames, code, message", [
+    ([header(op="verify")], "bad_request",
+     'verify takes 3 frames: JSON header, then two images (or 2 frames with a "name"); got 1 frames'),
+    ([verify_header(shape2=[1, 1, 3]), b"abc"], "bad_request",
+     'verify takes 3 frames: JSON header, then two images (or 2 frames with a "name"); got 2 frames'),
+    ([verify_header(name="ann"), b"abc", b"abc"], "bad_request",
+     'verify with a "name" takes 2 frames: JSON header, then the image; got 3 frames'),
+    ([verify_header(name=7), b"abc"], "bad_option", 'verify needs a "name" string'),
+    ([verify_header(name="ann", shape2=[1, 1, 3]), b"abc"], "bad_option",
+     "shape2 describes a second raw image: drop it"),
+    ([header(op="verify", encoding="png", shape2=[2, 2, 3]), PNG, PNG], "bad_option",
+     "shape2 describes a second raw image: drop it"),
+    ([verify_header(), b"abc", b"abc"], "bad_shape",
+     'image 2: a second raw image needs "shape2", its [height, width] or [height, width, channels]'),
+    ([verify_header(shape2=[2, 2, 3]), b"abc", b"abc"], "bad_shape",
+     "image 2: shape [2, 2, 3] needs 12 bytes, pixel frame has 3"),
+    ([verify_header(shape2="2x2"), b"abc", b"abc"], "bad_shape",
+     "image 2: shape must be [height, width] or [height, width, channels]"),
+    ([header(op="verify", dtype="uint8", shape=[2, 2, 3], shape2=[1, 1, 3]), b"abc", b"abc"], "bad_shape",
+     "image 1: shape [2, 2, 3] needs 12 bytes, pixel frame has 3"),
+    ([header(op="verify", dtype="float32", shape=[1, 1, 3], shape2=[1, 1, 3]), b"abc", b"abc"], "bad_dtype",
+     "image 1: dtype must be 'uint8', got 'float32'"),
+    ([header(op="verify", dtype="uint8", shape=[1, 1, 3], shape2=[10, 10, 3]), b"abc", bytes(300)], "too_large",
+     "image 2: image of 10x10 pixels exceeds the limit of 99"),
+    ([header(op="verify", encoding="png"), PNG, b"not a png"], "bad_image", "image 2: not a readable png image"),
+    ([header(op="verify", encoding="jpeg", name="ann"), b"not a jpeg"], "bad_image",
+     "image 1: not a readable jpeg image"),
+    ([header(op="verify", encoding="png", shape=[2, 2, 3]), PNG, PNG], "bad_option",
+     "image 1: a png image carries its own size: drop dtype and shape"),
+    ([verify_header(name="ann", tolerance=2.5), b"abc"], "bad_option", "tolerance must be a number from 0 to 2"),
+    ([verify_header(name="ann", annotate=True), b"abc"], "bad_option",
+     "unknown option(s) ['annotate'] for verify; allowed: ['encoding', 'name', 'tolerance']"),
+    ([recognize_header(shape2=[1, 1, 3]), b"abc"], "bad_option",
+     "unknown option(s) ['shape2'] for recognize; allowed: ['annotate', 'encoding', 'scan', 'tolerance', 'track']"),
+])
+def test_each_verify_refusal_says_what_is_wrong_and_which_image(frames, code, message):
+    error = refused(frames, Limits(max_pixels=99))
+    assert (error.code, error.message) == (code, message)
+
+
+def test_a_refused_verify_still_carries_its_id():
+    assert refused([header(op="verify", id="v1", name="ann")]).request_id == "v1"

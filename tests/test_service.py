@@ -23,11 +23,14 @@ from facewire.faces.matching import UNKNOWN
 from facewire.faces.boxes import iou
 from facewire.faces.detection import detect_faces
 from facewire.faces.encoding import encode_faces
+from facewire.faces.recognize import Face, find_faces
 from facewire.faces.settings import DetectorSettings, MatchSettings
+from facewire.serve import service as service_module
 from facewire.serve.service import Service, tracked_matches, verified
 from facewire.serve.track import Tracker, Vouch
 from facewire.store.live import GalleryStore
 from facewire.wire import protocol
+from facewire.wire.keys import Sender
 from facewire.wire.limits import Limits
 
 from .conftest import REPO_KNOWN, REPO_PROBES
@@ -129,7 +132,7 @@ def test_a_refused_enrolment_or_removal_is_an_error_reply_with_its_code(service,
 def test_a_malformed_request_is_refused_and_its_id_echoed(shared_service, caplog):
     with caplog.at_level(logging.WARNING, logger="facewire.serve.service"):
         body = refused([b'{"op": "explode", "id": 5}'], shared_service)
-    message = "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove, photo"
+    message = "unknown op 'explode'; expected one of recognize, enroll, ping, list, reload, remove, photo, verify"
     assert body == {"ok": False, "id": 5, "error": {"code": "unknown_op", "message": message}}
     assert [r.getMessage() for r in caplog.records] == [f"refused request: unknown_op: {message}"]
     body = refused([b"not json"], shared_service)
@@ -397,3 +400,106 @@ def test_the_photo_op_replies_a_thumbnail_of_the_persons_photo_under_their_name(
     assert np.abs(image.astype(int) - resized).mean() < 1
     assert refused(protocol.pack_request("photo", name="nobody"), shared_service)["error"]["code"] == "not_found"
     assert refused(protocol.pack_request("photo", name="../x"), shared_service)["error"]["code"] == "bad_name"
+
+
+# --- verify: one face against another, or against a person of the gallery --------------------------
+
+@pytest.fixture(scope="module")
+def people_service(shared_faces, tmp_path_factory) -> Service:
+    """The shared gallery (obama, biden, ...), read where it lies into a database of the test's own."""
+    database = f"sqlite:///{tmp_path_factory.mktemp('verify-db') / 'gallery.db'}"
+    return Service(GalleryStore.prepared(database, shared_faces / "known", SETTINGS))
+
+
+def face_of(path) -> Face:
+    [face] = find_faces(images.read_image(path), SETTINGS)
+    return face
+
+
+def verify(service: Service, image: np.ndarray, image2: np.ndarray | None = None, encoding: str = "raw",
+           **options) -> dict:
+    """The body of a verify reply that succeeded (it has no image frame)."""
+    body, image = protocol.unpack_reply(service.handle(protocol.pack_verify(image, image2, encoding, **options)))
+    assert body["ok"] is True and image is None, body
+    return body
+
+
+def test_verify_says_two_photos_of_obama_are_the_same_person(people_service, shared_faces):
+    obama, obama1 = shared_faces / "known" / "obama" / "obama.jpg", shared_faces / "test" / "obama1.jpg"
+    body = verify(people_service, images.read_image(obama), images.read_image(obama1), id=8)
+    first, second = face_of(obama), face_of(obama1)
+    distance = float(np.linalg.norm(first.encoding - second.encoding))
+    assert body == {"ok": True, "op": "verify", "id": 8, "same": True, "distance": round(distance, 4),
+                    "threshold": 0.6, "decision": "same", "faces": [list(first.box), list(second.box)]}
+    assert distance < 0.6
+
+
+def test_verify_says_obama_and_biden_are_different_people_whatever_the_wire_encoding(people_service, shared_faces):
+    obama = images.read_image(shared_faces / "known" / "obama" / "obama.jpg")
+    biden = images.read_image(shared_faces / "known" / "biden" / "biden.jpg")
+    for encoding in ("raw", "jpeg", "png"):
+        body = verify(people_service, obama, biden, encoding)
+        assert (body["same"], body["decision"]) == (False, "different") and body["distance"] > 0.6, (encoding, body)
+
+
+@pytest.mark.parametrize("first, second, message", [
+    ("known/obama/obama.jpg", "test/two_people.jpg", "image 2 must show exactly one face; it shows 2"),
+    ("test/two_people.jpg", "known/obama/obama.jpg", "image 1 must show exactly one face; it shows 2"),
+    ("no_face.jpg", "known/obama/obama.jpg", "image 1 must show exactly one face; it shows 0"),
+    ("known/biden/biden.jpg", "no_face.jpg", "image 2 must show exactly one face; it shows 0"),
+])
+def test_verify_refuses_an_image_without_exactly_one_face_naming_it(people_service, shared_faces, first, second,
+                                                                    message):
+    def read(name: str) -> np.ndarray:
+        return images.read_image(REPO_PROBES / name if name == "no_face.jpg" else shared_faces / name)
+
+    body = refused(protocol.pack_verify(read(first), read(second), id="v"), people_service)
+    assert body == {"ok": False, "id": "v", "error": {"code": "bad_photo", "message": message}}
+
+
+def test_verify_against_a_name_measures_the_nearest_of_that_persons_photos(people_service, shared_faces):
+    probe = shared_faces / "test" / "obama1.jpg"
+    face = face_of(probe)
+    for name, same in (("obama", True), ("biden", False)):
+        photos = [face_of(path).encoding for path in sorted((shared_faces / "known" / name).iterdir())]
+        distance = min(float(np.linalg.norm(face.encoding - photo)) for photo in photos)
+        body = verify(people_service, images.read_image(probe), name=name)
+        assert body == {"ok": True, "op": "verify", "name": name, "same": same, "distance": round(distance, 4),
+                        "threshold": 0.6, "decision": "same" if same else "different", "faces": [list(face.box)]}
+        assert len(photos) == 2
+
+
+def test_verify_refuses_an_unknown_or_bad_name_before_looking_for_a_face(people_service, shared_faces, monkeypatch):
+    monkeypatch.setattr(service_module, "find_faces", lambda *args: pytest.fail("detection ran"))
+    image = images.read_image(shared_faces / "test" / "obama1.jpg")
+    body = refused(protocol.pack_verify(image, name="nobody", id=2), people_service)
+    assert body == {"ok": False, "id": 2, "error": {"code": "not_found", "message": "no person called nobody"}}
+    assert refused(protocol.pack_verify(image, name="../obama"), people_service)["error"]["code"] == "bad_name"
+    assert refused(protocol.pack_verify(image, name=" "), people_service)["error"]["code"] == "bad_name"
+
+
+def test_verify_takes_the_requests_tolerance_or_the_servers(people_service, shared_faces):
+    obama = images.read_image(shared_faces / "known" / "obama" / "obama.jpg")
+    obama1 = images.read_image(shared_faces / "test" / "obama1.jpg")
+    strict = verify(people_service, obama, obama1, tolerance=0.1)
+    assert (strict["same"], strict["decision"], strict["threshold"]) == (False, "different", 0.1)
+    loose = verify(people_service, obama1, name="biden", tolerance=1)
+    assert (loose["same"], loose["decision"], loose["threshold"]) == (True, "same", 1)
+    body = verify(Service(people_service.store, MatchSettings(0.2)), obama, obama1)
+    assert (body["same"], body["threshold"]) == (False, 0.2)
+
+
+def test_verify_is_no_edit_a_read_only_server_answers_a_viewer(people_service, shared_faces):
+    probe = protocol.pack_verify(images.read_image(shared_faces / "test" / "obama1.jpg"), name="obama")
+    body, _ = protocol.unpack_reply(Service(people_service.store, read_only=True).handle(probe, Sender("vera", False)))
+    assert body["ok"] is True and body["same"] is True
+
+
+def test_verify_follows_the_live_gallery(service):
+    hopper = images.read_image(REPO_PROBES / "grace_hopper.jpg")
+    assert verify(service, hopper, name="grace_hopper")["same"] is True
+    ask(service, "remove", name="grace_hopper")
+    assert refused(protocol.pack_verify(hopper, name="grace_hopper"), service)["error"]["code"] == "not_found"
+    ask(service, "enroll", images.read_image(REPO_KNOWN / "grace_hopper.jpg"), name="Grace")
+    body = verify(service, hopper, name="Grace")
+    assert (body["name"], body["same"]) == ("Grace", True)

@@ -63,6 +63,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--list", action="store_true", help="list the people in the gallery and their photo counts")
     parser.add_argument("--remove", type=person_name, metavar="NAME", help="remove a person from the gallery")
     parser.add_argument("--reload", action="store_true", help="make the server re-read known_faces/ now")
+    parser.add_argument("--verify", action="store_true",
+                        help="whether the faces of the two IMAGEs given (one face each) are the same person, or "
+                             "the one IMAGE's face is --name's; prints the decision and the distance")
+    parser.add_argument("--name", type=person_name, metavar="NAME", help="with --verify: the gallery's person")
     args = parser.parse_args()
     check_together(parser, args)
     return args
@@ -73,13 +77,17 @@ def check_together(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     modes = [flag for flag, given in (("--ping", args.ping), ("--enroll", args.enroll is not None),
                                       ("--list", args.list), ("--remove", args.remove is not None),
                                       ("--reload", args.reload), ("--video", args.video is not None),
-                                      ("--camera", args.camera is not None)) if given]
+                                      ("--camera", args.camera is not None), ("--verify", args.verify)) if given]
     if len(modes) > 1:
         parser.error(f"{' and '.join(modes)} go one at a time")
     mode = modes[0] if modes else None
     if mode == "--enroll" and len(args.inputs) != 1:
         parser.error("--enroll NAME takes exactly one PHOTO")
-    if mode not in (None, "--enroll") and args.inputs:
+    if mode == "--verify" and len(args.inputs) != (1 if args.name is not None else 2):
+        parser.error("--verify takes two IMAGEs, or one IMAGE and --name NAME")
+    if args.name is not None and mode != "--verify":
+        parser.error("--name goes with --verify")
+    if mode not in (None, "--enroll", "--verify") and args.inputs:
         parser.error(f"{mode} takes no IMAGE or DIR")
     if mode is None and not args.inputs:
         parser.error("give at least one IMAGE or DIR (or --video, --camera, --ping, --list, ...)")
@@ -87,7 +95,8 @@ def check_together(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error("--output goes with --video or --camera")
     image_run_only = [flag for flag, given in (("--report", args.report is not None),
                                                ("--save", args.save is not None), ("--recursive", args.recursive),
-                                               ("--tolerance", args.tolerance is not None)) if given]
+                                               ("--tolerance", args.tolerance is not None and mode != "--verify"))
+                      if given]
     if mode is not None and image_run_only:
         parser.error(f"{image_run_only[0]} does nothing with {mode}")
     if bool(args.key) != bool(args.server_key):
@@ -127,6 +136,8 @@ def main() -> int:
                 return 0
             if args.enroll is not None or args.remove is not None or args.list or args.reload:
                 return gallery_command(client, args)
+            if args.verify:
+                return verify_command(client, args)
             if args.video is not None or args.camera is not None:
                 return run_video(client, args)
             return recognize_all(client, args)
@@ -193,6 +204,18 @@ def gallery_command(client: Client, args: argparse.Namespace) -> int:
     except (ImageError, ServerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_IMAGE_ERRORS
+    return 0
+
+
+def verify_command(client: Client, args: argparse.Namespace) -> int:
+    """--verify: one line, the decision and the distance (and the threshold it was judged by)."""
+    try:
+        first, *second = [read_image(path) for path in args.inputs]
+        reply = client.verify(first, second[0] if second else None, args.name, args.tolerance)
+    except (ImageError, ServerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_IMAGE_ERRORS
+    print(f"{reply['decision']}: distance {reply['distance']} (threshold {reply['threshold']})")
     return 0
 
 

@@ -109,6 +109,15 @@ class Client:
         frames = protocol.pack_request("recognize", image, self.wire, **_options(annotate, tolerance))
         return _result(*self.call(frames))
 
+    def verify(self, image_a: np.ndarray, image_b: np.ndarray | None = None, name: str | None = None,
+               tolerance: float | None = None) -> dict[str, Any]:
+        """Whether image_a's one face is image_b's, or the gallery's person `name`: the reply body, with `same`,
+        `distance`, `threshold`, `decision` ("same" or "different") and `faces`, each image's box."""
+        if (image_b is None) == (name is None):
+            raise ValueError("verify compares image_a with image_b or with a name: give one of them")
+        options = {key: value for key, value in (("name", name), ("tolerance", tolerance)) if value is not None}
+        return self.call(protocol.pack_verify(image_a, image_b, self.wire, **options))[0]
+
     def recognize_many(
         self, images: Iterable[np.ndarray | Exception], in_flight: int = 4,
         annotate: bool = True, tolerance: float | None = None,

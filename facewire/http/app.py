@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 
 import anyio
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -92,6 +92,15 @@ class Recognized(BaseModel):
     faces: list[Face]
     timings_ms: dict[str, float] = Field(description="the server's (detect, encode, match, total) and the "
                                                      "gateway's own, upload decoding and round trip included")
+
+
+class Verified(BaseModel):
+    same: bool = Field(description="whether the faces are one person's: the distance is within the threshold")
+    distance: float = Field(description="between the two faces, or from the face to the nearest photo of `name`")
+    threshold: float = Field(description="the tolerance the distance was judged by: the request's, else the server's")
+    decision: str = Field(description='"same" or "different"')
+    faces: list[tuple[int, int, int, int]] = Field(description="the face box of `image`, then of `image2`: "
+                                                               "[top, right, bottom, left] in that upload's pixels")
 
 
 class People(BaseModel):
@@ -265,6 +274,26 @@ def create_app(gateway: Gateway, keys: ClientKeys | NoKeys, token: str | None) -
         body["timings_ms"] = with_gateway_time(body["timings_ms"], started)
         return Response(jpeg, media_type="image/jpeg", headers={RESULT_HEADER: json.dumps(body)})
 
+    @api.post("/v1/verify", response_model=Verified, tags=["faces"], responses=errors(400, 401, 404, 413, 503))
+    async def verify(request: Request, image: UploadFile = File(description="a photo of exactly one face"),
+                     image2: UploadFile | None = File(None, description="a second photo of exactly one face"),
+                     name: str | None = Form(None, description="a person of the gallery, instead of image2"),
+                     tolerance: float | None = Query(None, ge=0, le=2, description="largest distance still the same "
+                                                                                   "person (default: the server's)")
+                     ) -> dict[str, Any]:
+        """Whether the face of `image` is the face of `image2`, or of the gallery's person `name` (the nearest of
+        their photos): 400 for an image without exactly one face, 404 for an unknown name."""
+        if (image2 is None) == (name is None):
+            raise ApiError(422, "invalid_request", "give either image2 or name")
+        first, second = await image.read(), None if image2 is None else await image2.read()
+
+        def work(client: Client) -> dict[str, Any]:
+            other = None if second is None else decode_field("image2", second, max_pixels)
+            return client.verify(decode_field("image", first, max_pixels), other, name, tolerance)
+
+        body = await pool(request).run(work)
+        return {key: body[key] for key in ("same", "distance", "threshold", "decision", "faces")}
+
     @api.get("/v1/people", response_model=People, tags=["gallery"], responses=errors(401, 503))
     async def people(request: Request) -> dict[str, Any]:
         """Everyone in the gallery, with their photo counts."""
@@ -355,6 +384,14 @@ def websocket_token_ok(socket: WebSocket, offered: list[str], token: str) -> boo
     candidates = [header[7:]] if header[:7].lower() == "bearer " else []
     candidates += [item[len(TOKEN_SUBPROTOCOL):] for item in offered if item.startswith(TOKEN_SUBPROTOCOL)]
     return any(same_token(candidate, token) for candidate in candidates)
+
+
+def decode_field(field: str, data: bytes, max_pixels: int) -> np.ndarray:
+    """An uploaded image (faces/images.py's decode_upload); a refusal names its form field ("image2: ...")."""
+    try:
+        return images.decode_upload(data, max_pixels)
+    except images.ImageError as exc:
+        raise type(exc)(f"{field}: {exc}") from None
 
 
 def recognize_frame(client: Client, image: np.ndarray, track: list[str], tolerance: float | None

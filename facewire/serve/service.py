@@ -15,14 +15,15 @@ import numpy as np
 
 from facewire import __version__
 from facewire.faces import draw, images
-from facewire.faces.matching import UNKNOWN, Match, match_faces
+from facewire.faces.matching import UNKNOWN, Match, distance_matrix, match_faces
 from facewire.faces.boxes import SAME_FACE_IOU, Detection, iou
 from facewire.faces.detection import detect_faces, detect_faces_near
 from facewire.faces.encoding import encode_faces
-from facewire.faces.settings import Box, MatchSettings
+from facewire.faces.recognize import Face, find_faces
+from facewire.faces.settings import Box, DetectorSettings, MatchSettings
 from facewire.serve.track import Tracker, Vouch
 from facewire.store.live import GalleryStore
-from facewire.store.names import EnrolError
+from facewire.store.names import BadPhoto, EnrolError, NotFound, check_name
 from facewire.wire import protocol
 from facewire.wire.keys import ANONYMOUS, Sender
 from facewire.wire.limits import Limits
@@ -139,6 +140,31 @@ class Service:
             return protocol.pack_imagezmq(request.camera, body)
         return self._reply(request, body, annotated)
 
+    def verify(self, request: Request) -> Reply:
+        """Whether two images show the same person, or an image shows the gallery's person `name`: the distance
+        between the two faces (or from the face to that person's nearest photo) against the tolerance."""
+        options = request.options
+        tolerance = self.matching.tolerance if options.tolerance is None else options.tolerance
+        named = {} if options.name is None else {"name": check_name(options.name)}
+        photos = self._encodings_of(named["name"]) if named else None  # an unknown name is refused before detection
+        probes = [request.image] if named else [request.image, request.image2]
+        faces = [one_face(image, number, self.store.settings) for number, image in enumerate(probes, 1)]
+        known = faces[1].encoding[None] if photos is None else photos
+        distance = float(distance_matrix(faces[0].encoding[None], known).min())
+        decision = "same" if distance <= tolerance else "different"
+        log.info("verify %s: %s at %.4f (tolerance %g)", named.get("name", "two images"), decision, distance,
+                 tolerance)
+        return self._reply(request, {**named, "same": decision == "same", "distance": _rounded(distance),
+                                     "threshold": tolerance, "decision": decision,
+                                     "faces": [list(face.box) for face in faces]})
+
+    def _encodings_of(self, name: str) -> np.ndarray:
+        """The encodings of `name`'s photos in the live gallery; NotFound when it has none."""
+        known = self.store.current().vectors_of(name)
+        if not len(known):
+            raise NotFound(f"no person called {name}")
+        return known
+
     def _reply(self, request: Request, body: dict[str, Any], image: np.ndarray | None = None) -> Reply:
         """A success reply: the op's name, the request's id if it had one, then the op's own fields."""
         head = {"op": request.op} if request.request_id is None else {"op": request.op, "id": request.request_id}
@@ -152,6 +178,7 @@ class Service:
 OPS: dict[str, Callable[..., Reply]] = {
     "recognize": Service.recognize, "enroll": Service.enroll, "remove": Service.remove,
     "list": Service.list_people, "reload": Service.reload, "ping": Service.ping, "photo": Service.photo,
+    "verify": Service.verify,
 }
 """The service's op table: one method per op of the protocol."""
 EDITS = ("enroll", "remove", "reload")
@@ -175,6 +202,14 @@ def tracked_matches(boxes: list[Box], vouched: Sequence[Vouch]) -> list[Vouch | 
         best = max(vouched, key=lambda vouch: iou(box, vouch.box), default=None)
         found.append(best if best is not None and iou(box, best.box) >= SAME_FACE_IOU else None)
     return found
+
+
+def one_face(image: np.ndarray, number: int, settings: DetectorSettings) -> Face:
+    """The one face of verify's image `number`, found and encoded; BadPhoto naming the image if it has none or more."""
+    faces = find_faces(image, settings)
+    if len(faces) != 1:
+        raise BadPhoto(f"image {number} must show exactly one face; it shows {len(faces)}")
+    return faces[0]
 
 
 def _label(box: tuple[int, int, int, int], match: Match) -> draw.Label:

@@ -4,6 +4,7 @@ Request:  [JSON header, pixels]   header = {"op": "recognize", "dtype": "uint8",
                                             "shape": [h, w] | [h, w, 1|3|4], ...options}
           [JSON header, JPEG/PNG] header = {"op": "recognize", "encoding": "jpeg"|"png", ...}
           [JSON header]           header = {"op": "ping"}
+          [JSON header, image, image]  header = {"op": "verify", ...}: a second raw image's shape is "shape2"
 Reply:    [JSON body, image?]     body = {"ok": true, ...}  or
           [JSON body]             body = {"ok": false, "error": {"code", "message"}}
 Any request may carry an "id" (string or integer), echoed in its reply.
@@ -119,13 +120,24 @@ class NoOptions:
     """ping, list and reload take no options."""
 
 
-Options = RecognizeOptions | EnrolOptions | NameOptions | NoOptions
+@dataclass(frozen=True)
+class VerifyOptions:
+    """verify: the `name` of the person the image is compared with (None: a second image follows instead),
+    `tolerance` (None: the server's), and the images' wire `encoding`."""
+
+    name: str | None = None
+    tolerance: float | None = None
+    encoding: str = "raw"
+
+
+Options = RecognizeOptions | EnrolOptions | NameOptions | NoOptions | VerifyOptions
 OPTIONS: dict[str, type] = {"recognize": RecognizeOptions, "enroll": EnrolOptions, "ping": NoOptions,
-                            "list": NoOptions, "reload": NoOptions, "remove": NameOptions, "photo": NameOptions}
+                            "list": NoOptions, "reload": NoOptions, "remove": NameOptions, "photo": NameOptions,
+                            "verify": VerifyOptions}
 """Every op and the options it takes: its header's other fields."""
 OPS = tuple(OPTIONS)
 IMAGE_OPS = ("recognize", "enroll")
-"""Ops whose second frame is an image."""
+"""Ops whose second frame is their one image (verify, of one or two images, is parsed on its own)."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +145,7 @@ class Request:
     """A validated request. `framing` is how it came, and a reply goes back the same way: "facewire"
     (its own headers), "classic" (pyzmq's send_array pair, {"dtype", "shape"}) or "imagezmq" (a
     sender's {"msg", "dtype", "shape"} before raw pixels, or {"msg"} before a JPEG or PNG);
-    `camera` is an imagezmq sender's `msg`."""
+    `camera` is an imagezmq sender's `msg`; `image2` is verify's second image."""
 
     op: str
     options: Options
@@ -141,6 +153,7 @@ class Request:
     framing: str = "facewire"
     request_id: str | int | None = None
     camera: str | None = None
+    image2: np.ndarray | None = None
 
     @property
     def encoding(self) -> str:
@@ -201,16 +214,50 @@ def _parse_op(header: dict[str, Any], frames: Sequence[Buffer], limits: Limits,
     op = "recognize" if framing == "classic" else header.pop("op", None)
     if op not in OPS:
         raise UnknownOp(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+    if op == "verify":
+        return _parse_verify(header, frames, limits, request_id)
     if op not in IMAGE_OPS:
         _expect_frames(frames, 1, f"{op} takes 1 frame (the JSON header)")
         return Request(op, _check_options(op, header), request_id=request_id)
     _expect_frames(frames, 2, f"{op} takes 2 frames: JSON header, then the image")
     options = _check_options(op, {k: v for k, v in header.items() if k not in ARRAY_KEYS})
-    if options.encoding == "raw":
-        image = array_from_frame(header, frames[1], limits)
+    return Request(op, options, _image(header, frames[1], options.encoding, limits), framing, request_id)
+
+
+def _image(header: dict[str, Any], frame: Buffer, encoding: str, limits: Limits) -> np.ndarray:
+    """The image of a frame: raw pixels as the header's dtype and shape describe them, or a JPEG or PNG."""
+    if encoding == "raw":
+        return array_from_frame(header, frame, limits)
+    return _decode_frame(header, frame, encoding, limits)
+
+
+def _parse_verify(header: dict[str, Any], frames: Sequence[Buffer], limits: Limits,
+                  request_id: str | int | None) -> Request:
+    """verify: the header, then two images (a second raw one described by "shape2"), or one image and a "name"."""
+    shape2 = header.pop("shape2", None)
+    options = _check_options("verify", {k: v for k, v in header.items() if k not in ARRAY_KEYS})
+    if options.name is not None:
+        _expect_frames(frames, 2, 'verify with a "name" takes 2 frames: JSON header, then the image')
     else:
-        image = _decode_frame(header, frames[1], options.encoding, limits)
-    return Request(op, options, image, framing, request_id)
+        _expect_frames(frames, 3, 'verify takes 3 frames: JSON header, then two images (or 2 frames with a "name")')
+    if shape2 is not None and (options.name is not None or options.encoding != "raw"):
+        raise BadOption("shape2 describes a second raw image: drop it")
+    if shape2 is None and options.name is None and options.encoding == "raw":
+        raise BadShape('image 2: a second raw image needs "shape2", its [height, width] or [height, width, channels]')
+    image = _numbered_image(1, header, frames[1], options.encoding, limits)
+    if options.name is not None:
+        return Request("verify", options, image, request_id=request_id)
+    second = {} if shape2 is None else {"dtype": header.get("dtype"), "shape": shape2}
+    image2 = _numbered_image(2, second, frames[2], options.encoding, limits)
+    return Request("verify", options, image, request_id=request_id, image2=image2)
+
+
+def _numbered_image(number: int, header: dict[str, Any], frame: Buffer, encoding: str, limits: Limits) -> np.ndarray:
+    """`_image`, its refusal naming the image ("image 2: ...")."""
+    try:
+        return _image(header, frame, encoding, limits)
+    except ProtocolError as exc:
+        raise type(exc)(f"image {number}: {exc.message}") from None
 
 
 def _framing(header: dict[str, Any]) -> str:
@@ -283,7 +330,8 @@ def _check_options(op: str, options: dict[str, Any]) -> Options:
     unknown = set(options) - allowed
     if unknown:
         raise BadOption(f"unknown option(s) {sorted(unknown)} for {op}; allowed: {sorted(allowed)}")
-    if "name" in allowed and not isinstance(options.get("name"), str):
+    name = options.get("name")
+    if "name" in allowed and not isinstance(name, str) and (op != "verify" or name is not None):  # verify's is optional
         raise BadOption(f"{op} needs a \"name\" string")
     if options.get("encoding", "raw") not in ENCODINGS:
         raise BadOption(f"encoding must be one of {', '.join(ENCODINGS)}")
@@ -356,6 +404,16 @@ def pack_request(op: str, image: np.ndarray | None = None, encoding: str = "raw"
     if encoding == "raw":
         return [_json({"op": op, **array_header(image), **options}), raw_bytes(image)]
     return [_json({"op": op, "encoding": encoding, **options}), images.encode_compressed(image, encoding)]
+
+
+def pack_verify(image: np.ndarray, image2: np.ndarray | None = None, encoding: str = "raw",
+                **options: Any) -> list[Any]:
+    """Client side: frames for verify: `image` and `image2`, or `image` and a `name` option."""
+    if image2 is None:
+        return pack_request("verify", image, encoding, **options)
+    if encoding == "raw":
+        return [*pack_request("verify", image, encoding, shape2=list(image2.shape), **options), raw_bytes(image2)]
+    return [*pack_request("verify", image, encoding, **options), images.encode_compressed(image2, encoding)]
 
 
 def pack_imagezmq(camera: str, body: dict[str, Any]) -> list[bytes]:
