@@ -239,6 +239,15 @@ class FaceIndex:
         squared = self._base.norms[rows] + np.einsum("ij,ij->i", queries[query], queries[query] - 2.0 * vectors)
         return query, squared, rows
 
+    def vectors_of(self, name: str) -> np.ndarray:
+        """The encodings (float32, (n, 128)) of the faces of `name` present (none for a name not here)."""
+        code = self._codes.get(name)
+        if code is None:
+            return np.empty((0, DIM), np.float32)
+        delta = self._delta.view()
+        return np.concatenate([self._base.vectors[(self._base.labels == code) & self._alive],
+                               delta.vectors[delta.labels == code]])
+
     def names_of(self, ids: np.ndarray) -> list[list[str]]:
         """The name of each photo id in a (M, k) result of `search`; "" for the padding id -1."""
         return [[self.name_of(int(i)) if i >= 0 else "" for i in row] for row in np.asarray(ids)]
