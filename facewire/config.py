@@ -67,6 +67,7 @@ class Config:
     beside itself (its `server` is filled in once the server has bound), or None. `db` is the gallery
     database's URL (None: `KNOWN_FACES/.facewire.db`). `read_only` refuses
     every change to the gallery (a remote worker needs it on its own command line too).
+    `allow_poor_photos` takes photos into the gallery that facewire.faces.enrolment would refuse.
     """
 
     known_faces: Path = Path("known_faces")
@@ -82,6 +83,7 @@ class Config:
     security: Security = Security()
     hang_timeout: float = 60.0
     read_only: bool = False
+    allow_poor_photos: bool = False
     log_level: str = "INFO"
     http: Gateway | None = None
 

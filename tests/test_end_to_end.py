@@ -389,11 +389,11 @@ def test_sigterm_stops_the_server_cleanly_and_the_database_makes_restarts_fast(t
     shutil.copytree(REPO_KNOWN, known, ignore=shutil.ignore_patterns(".*"))
     first = ServerProcess(known, tmp_path / "first.log")
     assert first.stop() == 0 and "stopped" in first.log()
-    assert "1 files (0 unchanged, 1 added, 0 removed, 0 skipped)" in first.log()
+    assert "1 files (0 unchanged, 1 added, 0 removed, 0 skipped, 0 refused)" in first.log()
     assert (known / ".facewire.db").is_file()
     second = ServerProcess(known, tmp_path / "second.log")
     try:
-        assert "1 files (1 unchanged, 0 added, 0 removed, 0 skipped)" in second.log()
+        assert "1 files (1 unchanged, 0 added, 0 removed, 0 skipped, 0 refused)" in second.log()
     finally:
         assert second.stop(signal.SIGINT) == 0
 

@@ -27,7 +27,8 @@ from facewire.faces import images
 from facewire.process import ROOT, GatewayProcess, ServerProcess, children, free_port, http_status
 from facewire.wire.keys import make_keys
 
-from .conftest import REPO_PROBES
+from .conftest import REPO_KNOWN, REPO_PROBES
+from .poor_photos import png, poor_photos
 
 WAIT = 120.0
 """Seconds a request may take on a busy 2-core machine before the test fails."""
@@ -252,6 +253,38 @@ def test_verify_refuses_bad_photos_names_and_requests_clearly_and_keeps_serving(
     assert_error(http.post("/v1/verify", files=photo(obama)), 422, "invalid_request")
     assert_error(http.post("/v1/verify", data={"name": "obama"}), 422, "invalid_request")
     assert http.post("/v1/verify", files=photo(obama), data={"name": "obama"}).json()["same"] is True
+
+
+def test_poor_photos_and_look_alikes_are_400_naming_the_reason(http, shared_faces):
+    before = http.get("/v1/people").json()["people"]
+    for kind, (image, reason) in poor_photos(shared_faces).items():
+        body = assert_error(http.post("/v1/people/Nobody", files={"image": (f"{kind}.png", png(image), "image/png")}),
+                            400, "bad_photo")
+        assert re.fullmatch(reason, body["error"]["message"]), body
+    body = assert_error(http.post("/v1/people/biden", files=photo(shared_faces / "known" / "obama" / "obama2.jpg")),
+                        400, "bad_photo")
+    assert re.fullmatch(r"the face is nearer obama's photos \(0\.\d\d\) than biden's own \(0\.\d\d\)",
+                        body["error"]["message"]), body
+    assert http.get("/v1/people").json()["people"] == before
+
+
+def test_allow_poor_photos_enrols_and_syncs_them(tmp_path, shared_faces):
+    gallery = tmp_path / "known"
+    shutil.copytree(REPO_KNOWN, gallery, ignore=shutil.ignore_patterns(".*", "*.md"))
+    poor = poor_photos(shared_faces)
+    (gallery / "blurred").mkdir()
+    (gallery / "blurred" / "one.png").write_bytes(png(poor["blurred"][0]))
+    port = free_port()
+    with ServerProcess(gallery, tmp_path / "server.log", "--workers", "1", "--db", f"sqlite:///{tmp_path / 'g.db'}",
+                       "--http", f"127.0.0.1:{port}", "--allow-poor-photos") as server:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_status(f"{url}/healthz", 200)
+        response = httpx.post(f"{url}/v1/people/small", files={"image": ("s.png", png(poor["small"][0]), "image/png")},
+                              timeout=WAIT)
+        assert response.status_code == 201 and response.json() == {"name": "small", "photos": 1}, response.text
+        assert httpx.get(f"{url}/v1/people", timeout=WAIT).json()["people"] == {
+            "blurred": 1, "grace_hopper": 1, "small": 1}
+        assert "0 skipped, 0 refused)" in server.log()
 
 
 def test_healthz_gives_the_servers_status(http):

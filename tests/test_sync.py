@@ -18,6 +18,7 @@ from facewire.faces.settings import DetectorSettings
 from facewire.store import sync
 from facewire.store.database import NewPhoto, open_database
 from facewire.store.live import photo_encoder
+from facewire.store.names import BadPhoto
 from facewire.store.sync import folder_origin, sync_folder
 
 from .conftest import SHARED_FACES
@@ -43,10 +44,13 @@ class Reads:
         monkeypatch.setattr(sync, "read_photo", lambda path: self.read.append(path.name) or original(path))
 
     def encode(self, data: bytes):
-        """b"noface..." shows no face, b"broken..." is not an image, anything else one face."""
+        """b"noface..." shows no face, b"broken..." is not an image, b"blurred..." a face too poor, anything
+        else one face."""
         self.encoded.append(data)
         if data.startswith(b"broken"):
             raise images.ImageError("not a readable image")
+        if data.startswith(b"blurred"):
+            raise BadPhoto("the face is blurred (sharpness 12.0; at least 100)")
         return (0, None) if data.startswith(b"noface") else (1, fake_vector(data))
 
     def reset(self) -> None:
@@ -229,6 +233,30 @@ def test_a_photo_that_loses_its_face_loses_its_row(db, folder, reads):
     stats = run(db, folder, reads)
     assert (stats.added, stats.skipped) == (0, 1)
     assert db.people() == {"bob": 2} and log_rows(db)[-1] == ("remove", "ann")
+
+
+def test_a_poor_photo_is_reported_and_read_again_until_it_is_replaced(db, folder, reads, caplog):
+    (folder / "cy.jpg").write_bytes(b"blurred cy")
+    with caplog.at_level(logging.WARNING, logger="facewire.store.sync"):
+        stats = run(db, folder, reads)
+    assert (stats.seen, stats.hashed, stats.encoded, stats.added, stats.refused, stats.skipped) == (4, 4, 3, 3, 1, 0)
+    assert f"{folder / 'cy.jpg'} refused: the face is blurred (sharpness 12.0; at least 100)" in caplog.text
+    assert db.people() == {"ann": 1, "bob": 2} and "cy.jpg" not in db.folder_files(folder_origin(folder, HOST))
+    reads.reset()
+    stats = run(db, folder, reads)
+    assert (stats.unchanged, stats.refused) == (3, 1) and reads.read == ["cy.jpg"]
+    (folder / "cy.jpg").write_bytes(b"cy, in focus")
+    stats = run(db, folder, reads)
+    assert (stats.added, stats.refused) == (1, 0) and db.people() == {"ann": 1, "bob": 2, "cy": 1}
+
+
+def test_a_photo_replaced_by_a_poor_one_loses_its_row(db, folder, reads):
+    run(db, folder, reads)
+    (folder / "ann.jpg").write_bytes(b"blurred ann")
+    stats = run(db, folder, reads)
+    assert (stats.added, stats.removed, stats.refused) == (0, 1, 1)
+    assert db.people() == {"bob": 2} and log_rows(db)[-1] == ("remove", "ann")
+    assert "ann.jpg" not in db.folder_files(folder_origin(folder, HOST))
 
 
 def test_the_real_encoder_on_real_photos(db, tmp_path):

@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(make them with: python -m facewire.wire.keys DIR --client NAME --editor NAME)")
     parser.add_argument("--read-only", action="store_true", help="refuse every change to the gallery (enrol, "
                         "remove, reload) with a 'forbidden' error")
+    parser.add_argument("--allow-poor-photos", action="store_true",
+                        help="enrol and sync photos whose face is too small, blurred, turned or tilted, or nearer "
+                             "another person's photos than its own (refused by default, naming the reason)")
     parser.add_argument("--key", type=Path, metavar="FILE",
                         help="with --worker: this worker's .key_secret, when the server uses --keys")
     parser.add_argument("--server-key", type=Path, metavar="FILE",
@@ -145,6 +148,7 @@ def configuration(args: argparse.Namespace) -> Config:
         limits=Limits(int(args.max_megapixels * 1e6)),
         bind=args.bind, workers=args.workers, worker_bind=args.worker_bind, connect=args.connect,
         security=Security(args.keys, args.key, args.server_key), hang_timeout=args.hang_timeout,
+        allow_poor_photos=args.allow_poor_photos,
         read_only=args.read_only, log_level=args.log_level, http=None if args.http is None else Gateway(
             bind=join_host_port(*args.http), token_file=args.http_token_file,
             limits=Limits(int(args.max_megapixels * 1e6)), log_level=args.log_level),

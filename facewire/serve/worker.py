@@ -16,6 +16,7 @@ import time
 import zmq
 
 from facewire.config import Config
+from facewire.faces.enrolment import enrolment_problem, photo_problem
 from facewire.faces.encoding import dlib_description, encoder_description
 from facewire.faces.recognize import load_models
 from facewire.serve.broker import sender_of
@@ -25,7 +26,7 @@ from facewire.serve.service import Service
 from facewire.serve.startup import StopEvent, server_keys, stop_on_signals, tracker
 from facewire.serve.track import Tracker
 from facewire.store.backends import DatabaseError, redact
-from facewire.store.live import GalleryStore, prepare
+from facewire.store.live import GalleryStore, PhotoChecks, prepare
 from facewire.wire.keys import KeysError, Sender, load_client_keys
 from facewire.wire.transport import open_socket
 
@@ -79,25 +80,33 @@ def _report(status: zmq.Socket, state: bytes) -> None:
         pass  # the supervisor is gone or slow: serving matters more than reporting
 
 
+def photo_checks(config: Config) -> PhotoChecks | None:
+    """How the gallery judges new photos: facewire.faces.enrolment's checks, or none with --allow-poor-photos."""
+    return None if config.allow_poor_photos else PhotoChecks(photo_problem, enrolment_problem)
+
+
 def prepare_gallery(config: Config) -> None:
     """Sync the folder into the gallery database, re-encode what the encoder lacks, save the index of a big gallery."""
     try:
-        stats = prepare(config.gallery_db(), config.gallery_folder(), config.detector)
+        stats = prepare(config.gallery_db(), config.gallery_folder(), config.detector, photo_checks(config))
     except DatabaseError as exc:
         raise SystemExit(f"cannot use the gallery database: {exc}") from None
     synced = stats.sync
     log.info("gallery %s%s: %s%d photos re-encoded, %s, in %.2f s", redact(config.gallery_db()),
              f" and folder {config.known_faces}" if synced else "",
              f"{synced.seen} files ({synced.unchanged} unchanged, {synced.added} added, {synced.removed} removed, "
-             f"{synced.skipped} skipped), " if synced else "", stats.reencoded,
+             f"{synced.skipped} skipped, {synced.refused} refused), " if synced else "", stats.reencoded,
              "index saved" if stats.saved_index is not None else "no index saved", stats.seconds)
+    if synced and synced.refused:
+        log.warning("%d gallery photos refused as too poor (named above); --allow-poor-photos takes them",
+                    synced.refused)
 
 
 def open_store(config: Config) -> GalleryStore:
     """The gallery database as this worker sees it, its index loaded and kept in step with every change."""
     started = time.perf_counter()
     try:
-        store = GalleryStore.open(config.gallery_db(), config.gallery_folder(), config.detector)
+        store = GalleryStore.open(config.gallery_db(), config.gallery_folder(), config.detector, photo_checks(config))
     except DatabaseError as exc:
         raise SystemExit(str(exc)) from None
     log.info("gallery loaded: %d faces at seq %d (%s), in %.2f s", len(store.index), store.seq,

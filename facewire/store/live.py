@@ -25,6 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -33,7 +34,7 @@ from tqdm import tqdm
 from facewire.faces import images
 from facewire.faces.index import FaceIndex
 from facewire.faces.boxes import box_area
-from facewire.faces.recognize import find_faces
+from facewire.faces.recognize import Face, find_faces
 from facewire.faces.settings import DetectorSettings
 from facewire.files import write_atomically
 from facewire.store.backends import PostgresBackend
@@ -62,13 +63,29 @@ def encoder_tag(settings: DetectorSettings) -> str:
     return settings.encoding_tag()
 
 
-def photo_encoder(settings: DetectorSettings):
-    """The folder sync's encoder: a photo's bytes -> (faces found, the largest face's encoding or None)."""
+@dataclass(frozen=True)
+class PhotoChecks:
+    """How new photos are judged (facewire.faces.enrolment's checks, handed in by the server): each returns
+    why a photo is refused, or None. `photo` judges a folder photo's largest face (image, face);
+    `enrolment` an enrolled one against the gallery (image, face, name, the gallery's index)."""
+
+    photo: Callable[[np.ndarray, Face], str | None]
+    enrolment: Callable[[np.ndarray, Face, str, FaceIndex], str | None]
+
+
+def photo_encoder(settings: DetectorSettings, check: Callable[[np.ndarray, Face], str | None] | None = None):
+    """The folder sync's encoder: a photo's bytes -> (faces found, the largest face's encoding or None);
+    BadPhoto with `check`'s reason when it refuses the largest face."""
     def encode(data: bytes) -> tuple[int, np.ndarray | None]:
-        faces = find_faces(images.decode_image(data), settings)
+        image = images.decode_image(data)
+        faces = find_faces(image, settings)
         if not faces:
             return 0, None
-        return len(faces), max(faces, key=lambda face: box_area(face.box)).encoding
+        largest = max(faces, key=lambda face: box_area(face.box))
+        problem = None if check is None else check(image, largest)
+        if problem is not None:
+            raise BadPhoto(problem)
+        return len(faces), largest.encoding
     return encode
 
 
@@ -90,12 +107,14 @@ class PrepareStats:
     seconds: float = 0.0
 
 
-def prepare(db_url: str, known_dir: Path | None, settings: DetectorSettings) -> PrepareStats:
-    """Make the database ready for workers: sync the folder, re-encode what the encoder lacks, save the index."""
+def prepare(db_url: str, known_dir: Path | None, settings: DetectorSettings,
+            checks: PhotoChecks | None = None) -> PrepareStats:
+    """Make the database ready for workers: sync the folder (refusing the photos `checks` refuses), re-encode
+    what the encoder lacks, save the index."""
     started, stats = time.perf_counter(), PrepareStats()
     with open_database(db_url) as db:
         if known_dir is not None:
-            stats.sync = sync_locked(db, known_dir, settings, wait=True)
+            stats.sync = sync_locked(db, known_dir, settings, wait=True, checks=checks)
         stats.reencoded = reencode(db, settings)
         stats.saved_index = save_index(db, db_url, settings)
     stats.seconds = time.perf_counter() - started
@@ -113,16 +132,18 @@ def folder_gallery(known_dir: Path, settings: DetectorSettings, db_url: str) -> 
     return Gallery(tuple(snapshot.names[i] for i in order), snapshot.vectors[order]), stats
 
 
-def sync_locked(db: Database, known_dir: Path, settings: DetectorSettings, wait: bool) -> SyncStats | None:
-    """Sync the folder, holding a lock on it (flock on the folder itself, so a read-only folder works too);
-    None when another process of this host holds it and not `wait`."""
+def sync_locked(db: Database, known_dir: Path, settings: DetectorSettings, wait: bool,
+                checks: PhotoChecks | None = None) -> SyncStats | None:
+    """Sync the folder, holding a lock on it (flock on the folder itself, so a read-only folder works too),
+    refusing the photos `checks` refuses; None when another process of this host holds it and not `wait`."""
     folder = os.open(known_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         try:
             fcntl.flock(folder, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             return None
-        return sync_folder(db, known_dir, photo_encoder(settings), encoder_tag(settings))
+        encode = photo_encoder(settings, None if checks is None else checks.photo)
+        return sync_folder(db, known_dir, encode, encoder_tag(settings))
     finally:
         os.close(folder)
 
@@ -172,12 +193,14 @@ def latest_saved(folder: Path) -> tuple[int, Path] | None:
 
 @dataclass
 class GalleryStore:
-    """The gallery database as a worker sees it: `current()` is the face index, in step with the database."""
+    """The gallery database as a worker sees it: `current()` is the face index, in step with the database.
+    New photos (enrolled, or synced from the folder) are judged by `checks`; None takes every one."""
 
     db: Database
     db_url: str
     settings: DetectorSettings
     known_dir: Path | None
+    checks: PhotoChecks | None = None
     index: FaceIndex = field(init=False)
     seq: int = 0
     folder_stamp: tuple = ()
@@ -190,14 +213,16 @@ class GalleryStore:
         self._load()
 
     @classmethod
-    def open(cls, db_url: str, known_dir: Path | None, settings: DetectorSettings) -> GalleryStore:
-        return cls(open_database(db_url), db_url, settings, None if known_dir is None else Path(known_dir))
+    def open(cls, db_url: str, known_dir: Path | None, settings: DetectorSettings,
+             checks: PhotoChecks | None = None) -> GalleryStore:
+        return cls(open_database(db_url), db_url, settings, None if known_dir is None else Path(known_dir), checks)
 
     @classmethod
-    def prepared(cls, db_url: str, known_dir: Path | None, settings: DetectorSettings) -> GalleryStore:
+    def prepared(cls, db_url: str, known_dir: Path | None, settings: DetectorSettings,
+                 checks: PhotoChecks | None = None) -> GalleryStore:
         """`prepare`, then `open`: a whole server's start in this process (for tests and tools)."""
-        prepare(db_url, known_dir, settings)
-        return cls.open(db_url, known_dir, settings)
+        prepare(db_url, known_dir, settings, checks)
+        return cls.open(db_url, known_dir, settings, checks)
 
     def close(self) -> None:
         if self.listener is not None:
@@ -218,7 +243,7 @@ class GalleryStore:
     def reload(self) -> FaceIndex:
         """Sync the folder now and rebuild the index from the database."""
         if self.known_dir is not None:
-            sync_locked(self.db, self.known_dir, self.settings, wait=True)
+            sync_locked(self.db, self.known_dir, self.settings, wait=True, checks=self.checks)
         self._load()
         return self.index
 
@@ -228,7 +253,8 @@ class GalleryStore:
         if self.known_dir is not None and now - self.folder_checked >= FOLDER_CHECK_SECONDS:
             self.folder_checked = now
             stamp = self._folder_fingerprint()
-            if stamp != self.folder_stamp and sync_locked(self.db, self.known_dir, self.settings, wait=False):
+            if stamp != self.folder_stamp and sync_locked(self.db, self.known_dir, self.settings, wait=False,
+                                                          checks=self.checks):
                 self.folder_stamp = stamp
         self.refresh()
         return self.index
@@ -276,12 +302,15 @@ class GalleryStore:
         return self.db.people_count(), len(self.current())
 
     def enrol(self, name: str, image: np.ndarray, who: str = "local") -> int:
-        """Add a photo with exactly one face of `name` (one transaction, logged with `who`); on a host with
-        a folder it also appears there as NAME/<hash>.jpg. Returns that person's photo count."""
+        """Add a photo with exactly one face of `name`, unless `checks` refuse it (one transaction, logged with
+        `who`); on a host with a folder it also appears there as NAME/<hash>.jpg. Returns that person's photo count."""
         name = check_name(name)
         faces = find_faces(image, self.settings)
         if len(faces) != 1:
             raise BadPhoto(f"the photo must show exactly one face; it shows {len(faces)}")
+        problem = None if self.checks is None else self.checks.enrolment(image, faces[0], name, self.current())
+        if problem is not None:
+            raise BadPhoto(problem)
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
         if not ok:
             raise images.ImageError("could not encode the photo")

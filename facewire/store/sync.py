@@ -11,7 +11,9 @@ sync owns the rows of its origin, `folder:HOST:ABSOLUTE_FOLDER`, and touches no 
 - a file gone from the folder takes its photo (of this origin) with it.
 
 Photos with no face, and unreadable ones, are logged, counted and remembered (not re-read while
-unchanged). Every step is one transaction of the database's, logged in its change log.
+unchanged). Photos the encoder refuses as too poor (BadPhoto) are logged with the reason and counted,
+but not remembered: each sync reads them again until they are replaced, and a sync whose encoder takes
+them adds them. Every step is one transaction of the database's, logged in its change log.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from tqdm import tqdm
 from facewire.faces import images
 from facewire.store.database import Database, FileRecord, NewPhoto
 from facewire.store.gallery import Photo, scan
-from facewire.store.names import BadName, check_name
+from facewire.store.names import BadName, BadPhoto, check_name
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +43,14 @@ PROGRESS_OVER = 50
 Encode = Callable[[bytes], "tuple[int, np.ndarray | None]"]
 """The encoder the sync is handed: the photo's bytes (the very bytes hashed and stored, never the path,
 which could change in between) -> (faces found, the largest one's vector or None). It raises
-images.ImageError for bytes that are not a readable image."""
+images.ImageError for bytes that are not a readable image, and BadPhoto (with the reason) for a face
+too poor for the gallery."""
 
 
 @dataclass
 class SyncStats:
-    """How a sync went: `unchanged` files were not read; `hashed` were read; `skipped` had no usable face."""
+    """How a sync went: `unchanged` files were not read; `hashed` were read; `skipped` had no usable face;
+    `refused` had a face too poor for the gallery."""
 
     seen: int = 0
     unchanged: int = 0
@@ -55,6 +59,7 @@ class SyncStats:
     added: int = 0
     removed: int = 0
     skipped: int = 0
+    refused: int = 0
     seconds: float = 0.0
 
 
@@ -117,7 +122,8 @@ def _changed_files(folder: Path, known: dict[str, FileRecord], stats: SyncStats)
 
 def _sync_file(db: Database, origin: str, candidate: Candidate, encode: Encode, encoder: str, who: str,
                stats: SyncStats) -> None:
-    """Read one new or changed file and record it: same content, api mirror, new photo, or no face."""
+    """Read one new or changed file and record it: same content, api mirror, new photo, or no face;
+    or refuse it."""
     try:
         check_name(candidate.photo.name)
     except BadName as exc:
@@ -138,14 +144,19 @@ def _sync_file(db: Database, origin: str, candidate: Candidate, encode: Encode, 
     if mirror is not None:
         db.record_file(origin, replace(record, photo_id=mirror), who=who)
         return
-    photo = _encoded(candidate.photo, data, sha256, origin, encode, encoder, stats)
+    try:
+        photo = _encoded(candidate.photo, data, sha256, origin, encode, encoder, stats)
+    except BadPhoto as exc:
+        _refuse(db, origin, candidate, str(exc), who, stats)
+        return
     db.record_file(origin, record, photo, who=who)
     stats.added += photo is not None
 
 
 def _encoded(photo: Photo, data: bytes, sha256: str, origin: str, encode: Encode, encoder: str,
              stats: SyncStats) -> NewPhoto | None:
-    """The photo to add, or None (logged and counted) when it shows no face or cannot be decoded."""
+    """The photo to add, or None (logged and counted) when it shows no face or cannot be decoded;
+    the encoder's BadPhoto passes through."""
     try:
         faces, vector = encode(data)
     except images.ImageError as exc:
@@ -158,6 +169,15 @@ def _encoded(photo: Photo, data: bytes, sha256: str, origin: str, encode: Encode
     if faces > 1:
         log.warning("gallery photo %s has %d faces; using the largest", photo.path, faces)
     return NewPhoto(photo.name, data, sha256, origin, encoder, faces, vector)
+
+
+def _refuse(db: Database, origin: str, candidate: Candidate, reason: str, who: str, stats: SyncStats) -> None:
+    """A photo too poor for the gallery: logged and counted, left unrecorded (so read again at the next sync),
+    and the photo its file held before goes."""
+    log.warning("gallery photo %s refused: %s", candidate.photo.path, reason)
+    stats.refused += 1
+    if candidate.known is not None:
+        stats.removed += db.forget_file(origin, candidate.path, who)
 
 
 def _skip(stats: SyncStats, path: Path, reason: str) -> None:
