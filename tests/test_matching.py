@@ -132,9 +132,10 @@ def test_knn_only_counts_photos_within_the_tolerance_including_exactly_at_it():
     known = gallery((0.5,), (0.0, 0.7), (0.0, 0.0, 0.7))
     face = np.array([at(0.0)])
     [vote] = match_faces(face, known, ["ann", "bob", "bob"], MatchSettings(0.5, "knn", 3))
-    assert vote == Match("ann", 0.5, 0.5)  # bob's photos are beyond the tolerance: no votes
+    assert vote == Match("ann", 0.5, 0.5, None, "vote")  # bob's photos are beyond the tolerance: no votes
     [none] = match_faces(face, known, ["ann", "bob", "bob"], MatchSettings(math.nextafter(0.5, 0), "knn", 3))
     assert none.name == UNKNOWN and none.distance == 0.5  # the nearest photo's distance
+    assert none.decision == "beyond tolerance"
 
 
 def test_knn_says_unknown_when_no_neighbour_is_within_tolerance():
