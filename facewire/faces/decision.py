@@ -46,11 +46,11 @@ EMPTY_GALLERY = "empty gallery"
 VOTE = "vote"
 TRACKED = "tracked"
 
-IMPOSTOR_MEAN = 0.81
-IMPOSTOR_SD = 0.06
-"""The built-in impostor model (see ImpostorModel), measured by `bench/bench_decision.py`: every face of
-the shared strangers, the detection set's group photos, the clip's Lin-Manuel Miranda and audience, and
-the shared gallery crosswise, against each person of the shared gallery."""
+IMPOSTOR_MEAN = 0.7987
+IMPOSTOR_SD = 0.0629
+"""The built-in impostor model (see ImpostorModel), measured by `python bench/bench_decision.py`: 832
+distances from 173 stranger faces (the shared strangers, the detection set's group photos, the clip's
+Lin-Manuel Miranda and audience, the shared gallery crosswise) to each person of their gallery."""
 
 TAIL = 0.5
 """ImpostorModel.fit fits the normal to the distances below this quantile: the tail that names strangers."""
@@ -152,31 +152,36 @@ def _named_by_margin(settings: MatchSettings, people: int, model: ImpostorModel,
 
 def recommended(settings: MatchSettings, people: int, rate: float,
                 model: ImpostorModel = IMPOSTOR_MODEL) -> MatchSettings:
-    """`settings` with the largest tolerance (the ceiling moved with it) whose projected false-name rate
-    in a gallery of `people` stays at or under `rate`; the tolerance is found to 1e-4."""
+    """`settings` with the largest tolerance (the ceiling moved with it, to 1e-4) whose projected false-name
+    rate in a gallery of `people` stays at or under `rate`."""
     low, high = 0.0, 2.0
-    while high - low > 1e-4:
+    while high - low > 1e-5:
         middle = (low + high) / 2
         if false_name_rate(settings.with_tolerance(middle), people, model) <= rate:
             low = middle
         else:
             high = middle
-    return settings.with_tolerance(round(low, 4))
+    return settings.with_tolerance(math.floor(low * 1e4) / 1e4)
 
 
 def projection_lines(settings: MatchSettings, people: int, model: ImpostorModel = IMPOSTOR_MODEL) -> list[str]:
-    """A line per gallery size (this one's `people`, then GALLERY_SIZES): the projected false-name rate."""
-    rule = describe(settings)
-    return [f"a stranger gets a name {false_name_rate(settings, size, model):.2%} of the time with {size} "
-            f"people{' (this gallery)' if size == people else ''}, under {rule} "
-            f"(projected: enrolled people at impostor distances ~ N({model.mean:.3f}, {model.sd:.3f}))"
-            for size in (people, *GALLERY_SIZES)]
+    """What the server says at start: the rule, then a line per gallery size (its own, then GALLERY_SIZES)."""
+    lines = [f"false names projected for {describe(settings)}, enrolled people at impostor distances "
+             f"~ N({model.mean:.4f}, {model.sd:.4f}):"]
+    for size in dict.fromkeys((people, *GALLERY_SIZES)):
+        lines.append(f"  {percent(false_name_rate(settings, size, model))} of strangers get a name with {size} people"
+                     f"{' (this gallery)' if size == people else ''}")
+    return lines
 
 
 def describe(settings: MatchSettings) -> str:
-    """The rule in words: "nearest within 0.6" or "margin: within 0.6, or within 0.65 when 0.1 nearer"."""
+    """The rule in words."""
     if settings.decision == "nearest":
         return f"nearest within {settings.tolerance:g}"
     return (f"margin: within {settings.tolerance:g}, or within {settings.ceiling:g} when the next person is "
             f"{settings.margin:g} further")
 
+
+def percent(rate: float) -> str:
+    """A rate as a percentage, with two decimals, or two significant digits under 1%."""
+    return f"{100 * rate:.2f}%" if rate >= 0.01 else f"{100 * rate:.2g}%"

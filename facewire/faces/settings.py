@@ -58,15 +58,16 @@ class MatchSettings:
     """How faces are named: `tolerance`, the largest distance named outright; `method`, "nearest"
     (the nearest photo names the face) or "knn" (the `k` nearest photos vote; None: sqrt of the photos);
     `decision`, the rule that names or refuses the nearest person (facewire.faces.decision): "nearest"
-    (within the tolerance) or "margin" (also up to `ceiling` when the next person is `margin` further)."""
+    (within the tolerance) or "margin" (also up to `ceiling` when the next person is `margin` further).
+    The margin rule and its values were chosen by bench/bench_decision.py (README, Choosing the tolerance)."""
 
     tolerance: float = 0.6
     method: str = "nearest"
     k: int | None = None
-    decision: str = "nearest"
-    ceiling: float = 0.65
-    margin: float = 0.1
+    decision: str = "margin"
+    ceiling: float = 0.63
+    margin: float = 0.05
 
     def with_tolerance(self, tolerance: float) -> MatchSettings:
-        """These settings under another tolerance (a request's): the ceiling moves with it."""
-        return replace(self, tolerance=tolerance, ceiling=self.ceiling + tolerance - self.tolerance)
+        """These settings under another tolerance (a request's, or --tolerance's): the ceiling moves with it."""
+        return replace(self, tolerance=tolerance, ceiling=round(self.ceiling + tolerance - self.tolerance, 10))
