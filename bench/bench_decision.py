@@ -2,9 +2,9 @@
 """Decision rules compared: faces named right, wrong names and strangers named, rule by rule, on the
 accuracy sets, on pairs across different photos of the same people, and on strangers.
 
-    .venv/bin/python bench/bench_decision.py
+    .venv/bin/python bench/bench_decision.py [--detectors mtcnn,hog]
 
-Every face is found and encoded once, as the server does by default; the rules differ only in the decision,
+Every face is found and encoded once per detector, as the server does; the rules differ only in the decision,
 made on each face's nearest person, the nearest other person and the face's quality:
 
 - nearest: the nearest person within a fixed tolerance (today's: 0.6).
@@ -14,19 +14,21 @@ made on each face's nearest person, the nearest other person and the face's qual
 - quality: 0.6 widened for good faces (GOOD_FACE) and narrowed for poor ones (POOR_FACE).
 
 The sets, against the gallery of bench/face_sets.py (the shared known/ and the repo's Grace Hopper) unless
-said: the accuracy sets (face_sets.all_sets); pairs: each photo of a gallery person with several against the
-rest of the gallery, the clip's frames against its two portraits (Miranda and Lacamoire) and against the
-gallery (Lacamoire at the piano, Barack Obama in the audience); strangers: ../shared/data/faces/strangers,
-every face of ../shared/data/detect (group photos, split in two by file), the clip's Lin-Manuel Miranda
-(portrait and frames) and its audience, the audience against the clip's portraits, and the gallery
-crosswise (each person's photos against a gallery of the others). Who is who in the clip was read off its
-frames by hand (clip_person).
+said: the accuracy sets (face_sets.all_sets) and the repo's group photo (Grace Hopper and Eileen Collins, at
+1, 2 and 4 times its size); pairs: each photo of a gallery person with several against the rest of the
+gallery, the clip's frames against its two portraits (Miranda and Lacamoire) and against the gallery
+(Lacamoire at the piano, Barack Obama in the audience); strangers: ../shared/data/faces/strangers, every
+face of ../shared/data/detect (group photos, split in two by file), the clip's Lin-Manuel Miranda (portrait
+and frames) and its audience, the audience against the clip's portraits, and the gallery crosswise (each
+person's photos against a gallery of the others). Who is who in the clip was read off its frames by hand
+(clip_person).
 
-Each family's parameters are chosen on the tuning sets (TUNING): the most faces named right with no wrong
-name and no stranger named, ties to the lowest projected false-name rate for the bench gallery; the margin
-rule is chosen a second time among settings that project no more false names than today's rule for 10^3
-people. The impostor model (decision.ImpostorModel) is fitted to every stranger face's distance to each
-person of its gallery; the projections of per-person and quality thresholds are bounds, at their largest.
+Each family's parameters are chosen on the tuning sets (TUNING) of every detector: the most faces named
+right with no wrong name and no stranger named, ties to the lowest projected false-name rate for the bench
+gallery; the margin rule is chosen a second time among settings that project no more false names than
+today's rule for 10^3 people. The impostor model (decision.ImpostorModel) is fitted to the first detector's
+stranger faces' distances to each person of their gallery; the projections of per-person and quality
+thresholds are bounds, at their largest.
 """
 
 from __future__ import annotations
@@ -46,13 +48,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.face_sets import SHARED_FACES, all_sets, make_gallery  # noqa: E402
+from bench.face_sets import REPO_PROBES, SHARED_FACES, all_sets, make_gallery  # noqa: E402
 from facewire.evaluate import Score, judge  # noqa: E402
 from facewire.faces import images  # noqa: E402
 from facewire.faces.boxes import box_area  # noqa: E402
 from facewire.faces.decision import (  # noqa: E402
     GALLERY_SIZES, UNKNOWN, ImpostorModel, Nearest, decide, false_name_rate)
-from facewire.faces.matching import distance_matrix, nearest_people  # noqa: E402
+from facewire.faces.matching import distance_matrix, nearest_people, person_distances  # noqa: E402
 from facewire.faces.quality import Quality, face_quality  # noqa: E402
 from facewire.faces.recognize import find_faces, load_models  # noqa: E402
 from facewire.faces.settings import Box, DetectorSettings, MatchSettings  # noqa: E402
@@ -66,6 +68,7 @@ LACAMOIRE, MIRANDA, OBAMA, AUDIENCE = "alex_lacamoire", "lin-manuel-miranda", "o
 CLIP_NAMES = {LACAMOIRE: "alex-lacamoire", MIRANDA: "lin-manuel-miranda"}
 """The clip's people under their names in its own gallery (the portraits' file names)."""
 TODAY = MatchSettings(0.6, decision="nearest")
+"""The rule before this benchmark."""
 TUNING = ("reduced", "mosaics", "crops", "gallery photos", "strangers", "group photos A", "gallery crosswise")
 """The sets parameters are chosen on; the others are held out."""
 GOOD_FACE = dict(width=40, sharpness=100.0, yaw=30.0)
@@ -110,6 +113,7 @@ class Trial:
     pictures: list[Picture]
     strangers: bool = False
     impostors: np.ndarray = field(default_factory=lambda: np.empty(0))
+    detector: str = "mtcnn"
 
     @property
     def tuning(self) -> bool:
@@ -201,10 +205,7 @@ def impostor_distances(gallery: Gallery, faces: Sequence[Encoded]) -> np.ndarray
     """Each stranger face's distance to each person of `gallery` (that person's nearest photo)."""
     if not faces:
         return np.empty(0)
-    distances = distance_matrix(np.array([f.encoding for f in faces]), gallery.encodings)
-    people = sorted(set(gallery.people))
-    return np.concatenate([distances[:, [i for i, p in enumerate(gallery.people) if p == person]].min(axis=1)
-                           for person in people])
+    return person_distances(np.array([f.encoding for f in faces]), gallery.encodings, gallery.people)[1].ravel()
 
 
 def strangers_trial(name: str, gallery: Gallery, faces: Sequence[Encoded]) -> Trial:
@@ -259,6 +260,10 @@ def all_trials(settings: DetectorSettings) -> tuple[list[Trial], int]:
         sets = all_sets(folder)
     trials = [Trial(name, against(gallery, [(encoded(case.image, settings), case.expected) for case in cases]))
               for name, cases in sets.items()]
+    group = images.read_image(REPO_PROBES / "group_small_faces.jpg")
+    trials.append(Trial("repo group photo", against(gallery, [
+        (encoded(cv2.resize(group, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC), settings),
+         ("grace_hopper", "unknown")) for scale in (1, 2, 4)])))
     trials.append(gallery_pairs(gallery))
     clip = clip_trials(gallery, gallery_of(SHARED_FACES / "video", settings), settings)
     trials += [t for t in clip if not t.strangers]
@@ -268,7 +273,7 @@ def all_trials(settings: DetectorSettings) -> tuple[list[Trial], int]:
                strangers_trial("group photos A", gallery, [f for faces in groups[0::2] for f in faces]),
                strangers_trial("group photos B", gallery, [f for faces in groups[1::2] for f in faces]),
                *(t for t in clip if t.strangers), crosswise(gallery)]
-    return trials, len(set(gallery.people))
+    return [replace(trial, detector=settings.detector) for trial in trials], len(set(gallery.people))
 
 
 # --- rules -------------------------------------------------------------------------------------------------
@@ -320,17 +325,22 @@ def offered(label: str, settings: MatchSettings) -> Candidate:
     return Candidate(label, settings_rule(settings), settings)
 
 
+def fixed(tolerance: float) -> MatchSettings:
+    """The nearest rule at `tolerance`."""
+    return MatchSettings(tolerance, decision="nearest")
+
+
 def families() -> dict[str, list[Candidate]]:
     """Every rule family over its grid of parameters."""
     ceilings = np.round(np.arange(0.61, 0.701, 0.01), 3)
     return {
-        "nearest": [offered(f"nearest {t:g}", MatchSettings(t)) for t in np.round(np.arange(0.55, 0.701, 0.01), 3)],
+        "nearest": [offered(f"nearest {t:g}", fixed(t)) for t in np.round(np.arange(0.55, 0.701, 0.01), 3)],
         "margin": [offered(f"margin: ceiling {c:g}, margin {m:g}", MatchSettings(0.6, "nearest", None, "margin", c, m))
                    for c in ceilings for m in np.round(np.arange(0.03, 0.201, 0.01), 3)],
         "per person": [Candidate(f"per person: {f:g} x spread, ceiling {c:g}", per_person_rule(f, c),
-                                 MatchSettings(c), False)
+                                 fixed(c), False)
                        for c in ceilings for f in np.round(np.arange(1.3, 1.901, 0.05), 3)],
-        "quality": [Candidate(f"quality: good +{w:g}, poor -{n:g}", quality_rule(w, n), MatchSettings(0.6 + w), False)
+        "quality": [Candidate(f"quality: good +{w:g}, poor -{n:g}", quality_rule(w, n), fixed(0.6 + w), False)
                     for w in np.round(np.arange(0.0, 0.081, 0.01), 3) for n in (0.0, 0.02, 0.04, 0.06)],
     }
 
@@ -391,18 +401,19 @@ def chosen(candidates: list[Candidate], tuning: list[Trial], projection: Project
 
 def table(trials: list[Trial], candidates: list[Candidate]) -> list[str]:
     """Rules x sets: named right / wrong names, or strangers named; totals over the tuning and held-out sets."""
-    rows = ["| set | faces | " + " | ".join(c.label for c in candidates) + " |",
-            "|---|---" + "|---" * len(candidates) + "|"]
+    rows = ["| set | detector | faces | " + " | ".join(c.label for c in candidates) + " |",
+            "|---|---|---" + "|---" * len(candidates) + "|"]
     for trial in trials:
         faces = f"{sum(len(p.faces) for p in trial.pictures)} strangers" if trial.strangers else \
             f"{scored(trial, TODAY_RULE).expected} to name"
         cells = [f"{scored(trial, c.rule).wrong} named" if trial.strangers else
                  "{0.correct} / {0.wrong}".format(scored(trial, c.rule)) for c in candidates]
-        rows.append(f"| {trial.name}{' (tuning)' if trial.tuning else ''} | {faces} | " + " | ".join(cells) + " |")
+        rows.append(f"| {trial.name}{' (tuning)' if trial.tuning else ''} | {trial.detector} | {faces} | "
+                    + " | ".join(cells) + " |")
     groups = {"tuning sets": [t for t in trials if t.tuning], "held-out sets": [t for t in trials if not t.tuning],
               "all sets": trials}
     for label, group in groups.items():
-        rows.append(f"| **{label}** | | " + " | ".join(str(totals(group, c.rule)) for c in candidates) + " |")
+        rows.append(f"| **{label}** | | | " + " | ".join(str(totals(group, c.rule)) for c in candidates) + " |")
     return rows
 
 
@@ -451,12 +462,19 @@ def verdict(trials: list[Trial], default: Candidate, projection: Projection) -> 
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
-    settings = DetectorSettings(detect_threads="1")
-    load_models(settings)
-    trials, people = all_trials(settings)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--detectors", default="mtcnn,hog",
+                        help="every set is run with each (default: %(default)s); the impostor model is fitted to "
+                             "the first one's strangers")
+    detectors = parser.parse_args().detectors.split(",")
+    trials: list[Trial] = []
+    for detector in detectors:
+        settings = DetectorSettings(detector, detect_threads="1")
+        load_models(settings)
+        found, people = all_trials(settings)
+        trials += found
     tuning = [t for t in trials if t.tuning]
-    distances = np.concatenate([t.impostors for t in trials if t.strangers])
+    distances = np.concatenate([t.impostors for t in trials if t.strangers and t.detector == detectors[0]])
     projection = Projection(ImpostorModel.fit(distances), people)
     picks = [offered("nearest 0.6 (today)", TODAY)]
     for family, candidates in families().items():

@@ -65,8 +65,8 @@ class MatchSettings:
     method: str = "nearest"
     k: int | None = None
     decision: str = "margin"
-    ceiling: float = 0.63
-    margin: float = 0.05
+    ceiling: float = 0.65
+    margin: float = 0.16
 
     def with_tolerance(self, tolerance: float) -> MatchSettings:
         """These settings under another tolerance (a request's, or --tolerance's): the ceiling moves with it."""
