@@ -85,6 +85,14 @@ def nearest_people(encodings: np.ndarray, known: np.ndarray | FaceIndex,
     return [Nearest(names[i], float(d), None if math.isinf(o) else float(o)) for i, d, o in zip(nearest, best, other)]
 
 
+def person_distances(encodings: np.ndarray, known: np.ndarray, names: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The gallery's people (sorted) and each face's distance to each of them (their nearest photo): faces x people."""
+    people = sorted(set(names))
+    distances = distance_matrix(encodings, known)
+    columns = [distances[:, [i for i, name in enumerate(names) if name == person]].min(axis=1) for person in people]
+    return people, np.stack(columns, axis=1) if people else np.empty((len(encodings), 0))
+
+
 def _nearest_in_index(encodings: np.ndarray, index: FaceIndex) -> list[Nearest]:
     """nearest_people over an index: FIRST_K photos, then eight times more for faces whose photos were all one
     person's, until the index is exhausted."""
