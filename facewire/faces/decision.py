@@ -183,5 +183,5 @@ def describe(settings: MatchSettings) -> str:
 
 
 def percent(rate: float) -> str:
-    """A rate as a percentage, with two decimals, or two significant digits under 1%."""
-    return f"{100 * rate:.2f}%" if rate >= 0.01 else f"{100 * rate:.2g}%"
+    """A rate as a percentage: two decimals, or three significant digits under 1%."""
+    return f"{100 * rate:.2f}%" if rate >= 0.01 else f"{100 * rate:.3g}%"
