@@ -15,7 +15,8 @@ Each verdict says which rule named or refused the face, as its `decision`:
     "beyond ceiling"    Unknown: beyond the ceiling (the margin rule)
     "beyond tolerance"  Unknown: beyond the tolerance (the nearest rule; the margin rule with one person)
     "empty gallery"     Unknown: nobody to compare with
-    "vote", "tracked"   named by a vote of the k nearest photos (--match knn), or by a track token
+    "vote"              named by a vote of the k nearest photos (--match knn)
+    "tracked"           the name (or Unknown) a track token vouches for, not decided again
 
 How often a stranger is named: an enrolled person's distance to a stranger's face is modelled as a
 normal distribution fitted to the lower tail of measured impostor distances (ImpostorModel). With N
@@ -48,8 +49,8 @@ TRACKED = "tracked"
 
 IMPOSTOR_MEAN = 0.7987
 IMPOSTOR_SD = 0.0629
-"""The built-in impostor model (see ImpostorModel), measured by `python bench/bench_decision.py`: 832
-distances from 173 stranger faces (the shared strangers, the detection set's group photos, the clip's
+"""The built-in impostor model (see ImpostorModel), measured by `python bench/bench_decision.py` (MTCNN):
+832 distances from 173 stranger faces (the shared strangers, the detection set's group photos, the clip's
 Lin-Manuel Miranda and audience, the shared gallery crosswise) to each person of their gallery."""
 
 TAIL = 0.5

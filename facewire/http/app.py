@@ -253,8 +253,9 @@ def create_app(gateway: Gateway, keys: ClientKeys | NoKeys, token: str | None) -
     @api.post("/v1/recognize", response_model=Recognized, tags=["faces"], responses=errors(400, 401, 413, 503))
     async def recognize(request: Request, image: UploadFile = File(description="JPEG, PNG, WebP or BMP"),
                         tolerance: float | None = Query(None, ge=0, le=2,
-                                                        description="largest distance still named "
-                                                                    "(default: the server's)")) -> dict[str, Any]:
+                                                        description="largest distance named outright (default: "
+                                                                    "the server's; its ceiling moves with it)")
+                        ) -> dict[str, Any]:
         """Find and name every face in the uploaded image."""
         started, data = time.perf_counter(), await image.read()
         result = await pool(request).run(
