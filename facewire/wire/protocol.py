@@ -167,7 +167,7 @@ class FaceResult:
     landmarks: tuple[tuple[float, float], ...] = ()
     margin: float | None = None
     decision: str | None = None
-    quality: dict[str, float | None] | None = None
+    quality: dict[str, float | int | None] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "box": list(self.box), "landmarks": [list(p) for p in self.landmarks]}
