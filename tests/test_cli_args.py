@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from facewire.faces.settings import DetectorSettings
+from facewire.faces.settings import DetectorSettings, MatchSettings
 from facewire.process import free_port
 from facewire.serve.cli import configuration, parse_args
 
@@ -124,6 +124,12 @@ SERVER_CASES = [
     (["--cache", "old.npz"], "--db"),
     (["--db", "mysql://host/gallery"], "--db"),
     (["--detect-threads", "many"], "--detect-threads"),
+    (["--decision", "vote"], "--decision"),
+    (["--decision", "nearest", "--margin", "0.1"], "--margin"),
+    (["--decision", "nearest", "--ceiling", "0.7"], "--ceiling"),
+    (["--ceiling", "0.55"], "--ceiling"),  # below the tolerance
+    (["--match", "knn", "--decision", "margin"], "--decision"),
+    (["--margin", "-0.1"], "--margin"),
 ]
 
 
@@ -144,3 +150,15 @@ def test_model_is_still_an_alias_of_detector_and_upsample_goes_with_dlibs_detect
     assert detector("--model", "hog", "--upsample", "1") == DetectorSettings(detector="hog", upsample=1)
     assert detector("--detector", "cnn", "--upsample", "0").upsample == 0
     assert detector("--mtcnn-thresholds", "0.5", "0.6", "0.8").thresholds == (0.5, 0.6, 0.8)
+
+
+def test_the_decision_rule_and_its_ceiling_which_moves_with_the_tolerance_unless_given():
+    def matching(*args: str) -> MatchSettings:
+        return configuration(parse_args(["--known-faces", str(REPO_PROBES), *args])).matching
+
+    assert matching() == MatchSettings() and matching().decision == "margin"
+    assert matching("--decision", "nearest") == MatchSettings(decision="nearest")
+    assert matching("--tolerance", "0.5") == MatchSettings(0.5, ceiling=0.55)
+    assert matching("--tolerance", "0.5", "--ceiling", "0.6", "--margin", "0.1") == MatchSettings(0.5, ceiling=0.6,
+                                                                                                  margin=0.1)
+    assert matching("--match", "knn").decision == "nearest"  # the vote has its own rule

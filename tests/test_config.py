@@ -21,7 +21,7 @@ def test_the_command_line_becomes_one_configuration():
                        "--keys", "/tmp/keys", "--bind", "tcp://127.0.0.1:6000", "--log-level", "DEBUG"])
     assert configuration(args) == Config(
         known_faces=REPO_KNOWN, db="sqlite:////tmp/c.db", detector=DetectorSettings("cnn", 1, 20, 0.1, "dlib", (), "2", (0.6, 0.7, 0.7)),
-        matching=MatchSettings(0.45, "knn", 3), limits=Limits(2_500_000), bind="tcp://127.0.0.1:6000", workers=3,
+        matching=MatchSettings(0.45, "knn", 3, "nearest", 0.5), limits=Limits(2_500_000), bind="tcp://127.0.0.1:6000", workers=3,
         security=Security(keys=Path("/tmp/keys")), hang_timeout=9.0, log_level="DEBUG")
 
 
@@ -32,6 +32,8 @@ def test_a_configuration_survives_its_json_whole():
                     security=Security(key=Path("/k/server.key_secret"), server_key=Path("/k/server.key")))
     assert Config.from_json(config.to_json()) == config
     assert Config.from_json(Config().to_json()) == Config()
+    margin = Config(matching=MatchSettings(0.5, "nearest", None, "margin", 0.7, 0.1))
+    assert Config.from_json(margin.to_json()) == margin
     assert Config().detector.detector == "mtcnn"
 
 

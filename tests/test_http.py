@@ -118,6 +118,9 @@ def test_every_shared_photo_is_named_as_labelled_with_requests_in_parallel(http,
             assert 0 <= top < bottom <= height and 0 <= left < right <= width, (key, face)
             assert 0 <= face["confidence"] <= 1 and face["distance"] >= 0, face
             assert_detected_by_mtcnn(face)
+            assert face["decision"] in ("within tolerance", "margin", "ambiguous", "beyond ceiling"), face
+            assert face["margin"] > 0 and face["quality"]["width"] == right - left, face
+            assert face["quality"]["sharpness"] > 0 and -90 <= face["quality"]["yaw"] <= 90, face
         assert {"detect", "encode", "match", "total", "gateway"} <= set(body["timings_ms"]), body
 
 
@@ -310,7 +313,10 @@ def test_the_api_is_described_at_docs_and_openapi_json(http):
     assert "image/jpeg" in spec["paths"]["/v1/annotate"]["post"]["responses"]["200"]["content"]
     assert "413" in spec["paths"]["/v1/recognize"]["post"]["responses"]
     face = spec["components"]["schemas"]["Face"]["properties"]
-    assert {"name", "distance", "confidence", "box", "score", "landmarks"} <= set(face)
+    assert {"name", "distance", "confidence", "box", "score", "landmarks", "margin", "decision", "quality"} <= set(face)
+    assert all(face[key]["description"] for key in ("margin", "decision", "quality"))
+    quality = spec["components"]["schemas"]["FaceQuality"]["properties"]
+    assert set(quality) == {"width", "sharpness", "yaw", "roll"} and quality["width"]["type"] == "integer"
     assert {"type": "number"} in face["score"]["anyOf"] and face["score"]["description"]
     point = face["landmarks"]["items"]
     assert face["landmarks"]["type"] == "array" and face["landmarks"]["description"]

@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from facewire.faces.matching import UNKNOWN, Match, confidence, distance_matrix, match_faces
+from facewire.faces.decision import Nearest
+from facewire.faces.index import FaceIndex
+from facewire.faces.matching import FIRST_K, UNKNOWN, Match, confidence, distance_matrix, match_faces, nearest_people
 from facewire.faces.settings import MatchSettings
 
 
@@ -132,9 +134,10 @@ def test_knn_only_counts_photos_within_the_tolerance_including_exactly_at_it():
     known = gallery((0.5,), (0.0, 0.7), (0.0, 0.0, 0.7))
     face = np.array([at(0.0)])
     [vote] = match_faces(face, known, ["ann", "bob", "bob"], MatchSettings(0.5, "knn", 3))
-    assert vote == Match("ann", 0.5, 0.5)  # bob's photos are beyond the tolerance: no votes
+    assert vote == Match("ann", 0.5, 0.5, None, "vote")  # bob's photos are beyond the tolerance: no votes
     [none] = match_faces(face, known, ["ann", "bob", "bob"], MatchSettings(math.nextafter(0.5, 0), "knn", 3))
     assert none.name == UNKNOWN and none.distance == 0.5  # the nearest photo's distance
+    assert none.decision == "beyond tolerance"
 
 
 def test_knn_says_unknown_when_no_neighbour_is_within_tolerance():
@@ -154,3 +157,51 @@ def test_knn_names_each_face_on_its_own():
     known = gallery((1.0,), (0.0, 1.0))
     faces = np.array([at(0.0, 0.9), at(0.9)])
     assert [m.name for m in match_faces(faces, known, ["ann", "bob"], MatchSettings(0.6, "knn", 1))] == ["bob", "ann"]
+
+
+# --- the nearest other person, and the decision rule ----------------------------------------------
+
+def test_the_margin_is_measured_to_the_nearest_other_person_not_to_the_same_persons_next_photo():
+    known = gallery((0.62,), (0.0, 0.64), (0.0, 0.0, 0.75), (0.0, 0.0, 0.0, 0.9))
+    names = ["ann", "ann", "bob", "cid"]
+    [nearest] = nearest_people(np.array([at(0.0)]), known, names)
+    assert nearest == Nearest("ann", pytest.approx(0.62), pytest.approx(0.75))
+    [named] = match_faces(np.array([at(0.0)]), known, names, MatchSettings(0.6, decision="margin", ceiling=0.65,
+                                                                          margin=0.1))
+    assert named.name == "ann" and named.margin == pytest.approx(0.13) and named.decision == "margin"
+    [alone] = nearest_people(np.array([at(0.0)]), known[:2], names[:2])
+    assert alone.other is None and alone.margin is None
+
+
+def test_an_index_finds_the_other_person_beyond_many_photos_of_the_nearest_one():
+    rng = np.random.default_rng(5)
+    centre = rng.normal(size=128) * 0.1
+    ann = centre + rng.normal(size=(3 * FIRST_K, 128)) * 0.01  # more photos than the first search asks for
+    bob, cid = centre + 0.7 / np.sqrt(128), centre - 0.9 / np.sqrt(128)
+    vectors = np.vstack([ann, bob, cid]).astype(np.float32)
+    names = ["ann"] * len(ann) + ["bob", "cid"]
+    index = FaceIndex.build(np.arange(len(names)), names, vectors)
+    probes = np.array([centre, bob, cid], np.float32)
+    with_index = nearest_people(probes, index, None)
+    with_arrays = nearest_people(probes, vectors, names)
+    assert [n.name for n in with_index] == [n.name for n in with_arrays] == ["ann", "bob", "cid"]
+    for found, expected in zip(with_index, with_arrays):
+        assert found.distance == pytest.approx(expected.distance, abs=1e-4)
+        assert found.other == pytest.approx(expected.other, abs=1e-4)
+    assert with_index[0].other == pytest.approx(0.7, abs=0.05)
+
+
+def test_the_nearest_decision_names_exactly_as_the_nearest_photo_within_the_tolerance():
+    """--decision nearest is today's rule: the nearest photo's person within the tolerance, its distance."""
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        known = rng.normal(size=(12, 128)) * 0.06
+        names = [f"p{i}" for i in rng.integers(0, 5, 12)]
+        faces = known[rng.integers(0, 12, 8)] + rng.normal(size=(8, 128)) * 0.05
+        distances = np.linalg.norm(faces[:, None] - known[None], axis=2)
+        tolerance = float(np.median(distances.min(axis=1)))
+        matches = match_faces(faces, known, names, MatchSettings(tolerance, decision="nearest"))
+        for row, match in zip(distances, matches):
+            nearest = int(row.argmin())
+            assert match.name == (names[nearest] if row[nearest] <= tolerance else UNKNOWN)
+            assert match.distance == pytest.approx(row[nearest], abs=1e-12)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from facewire import __version__
-from facewire.faces import draw, images
+from facewire.faces import draw, images, quality
 from facewire.faces.index import FaceIndex
 from facewire.faces.matching import UNKNOWN
 from facewire.faces.boxes import iou
@@ -194,6 +194,12 @@ def test_recognize_names_the_known_face_and_leaves_the_other_unknown(shared_serv
         assert len(face["landmarks"]) == 5
         assert all(left <= x <= right and top <= y <= bottom for x, y in face["landmarks"])
     assert all(f["tracked"] is False and isinstance(f["track"], str) and f["track"] for f in body["faces"])
+    # one person in the gallery: no margin; Collins is beyond the tolerance and there is nobody to compare with
+    assert (hopper["decision"], hopper["margin"]) == ("within tolerance", None)
+    assert (collins["decision"], collins["margin"]) == ("beyond tolerance", None)
+    for face, detection in zip(by_x(body["faces"]), detections):
+        assert face["quality"] == quality.face_quality(group, detection).to_json()
+        assert face["quality"]["width"] == face["box"][1] - face["box"][3] and face["quality"]["sharpness"] > 0
     assert set(body["timings_ms"]) == {"detect", "encode", "match", "draw", "total"}
     assert all(v >= 0 for v in body["timings_ms"].values())
     assert body["timings_ms"]["total"] >= body["timings_ms"]["detect"]
@@ -315,10 +321,29 @@ def test_the_match_method_and_k_are_the_services(hopper_encoding, group):
     assert one["name"] == "near"
 
 
+def test_the_margin_rule_names_a_face_beyond_the_tolerance_when_the_next_person_is_far(hopper_encoding, group):
+    """"near" at 0.615 (beyond the tolerance), "far" at 0.8: the default names near by its margin of 0.185;
+    --decision nearest does not; nor does the default when "far" comes within 0.16 of near, nor a stricter
+    request, whose tolerance moves the ceiling down with it."""
+    store = FixedStore(["near", "far"], [offset(hopper_encoding, 0.615, 0), offset(hopper_encoding, 0.8, 1)])
+    hopper = by_x(ask(Service(store), "recognize", group, annotate=False)[0]["faces"])[0]
+    assert (hopper["name"], hopper["decision"]) == ("near", "margin")
+    assert hopper["distance"] == pytest.approx(0.615, abs=1e-3) and hopper["margin"] == pytest.approx(0.185, abs=2e-3)
+    fixed = by_x(ask(Service(store, MatchSettings(decision="nearest")), "recognize", group,
+                     annotate=False)[0]["faces"])[0]
+    assert (fixed["name"], fixed["decision"], fixed["margin"]) == (UNKNOWN, "beyond tolerance", hopper["margin"])
+    stricter = by_x(ask(Service(store), "recognize", group, annotate=False, tolerance=0.55)[0]["faces"])[0]
+    assert (stricter["name"], stricter["decision"]) == (UNKNOWN, "beyond ceiling")  # the ceiling is now 0.6
+    close = FixedStore(["near", "far"], [offset(hopper_encoding, 0.615, 0), offset(hopper_encoding, 0.7, 1)])
+    ambiguous = by_x(ask(Service(close), "recognize", group, annotate=False)[0]["faces"])[0]
+    assert (ambiguous["name"], ambiguous["decision"]) == (UNKNOWN, "ambiguous")
+
+
 def test_an_empty_gallery_knows_nobody():
     service = Service(FixedStore([], np.empty((0, 128))))
     body, _ = ask(service, "recognize", images.read_image(REPO_PROBES / "group_small_faces.jpg"), annotate=False)
     assert [(f["name"], f["distance"], f["confidence"]) for f in body["faces"]] == [(UNKNOWN, None, 0.0)] * 2
+    assert [(f["margin"], f["decision"]) for f in body["faces"]] == [(None, "empty gallery")] * 2
 
 
 def test_timings_are_milliseconds_with_two_decimals_and_add_up(shared_service, group):
@@ -371,6 +396,7 @@ def test_a_tracked_face_gets_a_token_for_where_it_is_now(group):
     body, _ = ask(service, "recognize", group, annotate=False, track=[token])
     [face] = [f for f in body["faces"] if tuple(f["box"]) == box]
     assert face["tracked"] is True and face["name"] == "grace_hopper" and face["distance"] == 0.3
+    assert face["decision"] == "tracked" and face["margin"] is None and face["quality"]["width"] == right - left
     assert service.tracker.verify(face["track"]) == Vouch("grace_hopper", 0.3, box, 0.6, now[0] - 1)
 
 

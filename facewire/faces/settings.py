@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 DETECTORS = ("mtcnn", "hog", "cnn")
 ENCODERS = ("onnx", "dlib")
 METHODS = ("nearest", "knn")
+DECISIONS = ("nearest", "margin")
 
 DETECTION_REVISION = 5
 """Bumped whenever detection or encoding changes in a way that can move boxes or encodings."""
@@ -54,9 +55,19 @@ class DetectorSettings:
 
 @dataclass(frozen=True)
 class MatchSettings:
-    """How faces are named: `tolerance`, the largest distance still given a name; `method`, "nearest"
-    (the nearest photo names the face) or "knn" (the `k` nearest photos vote; None: sqrt of the photos)."""
+    """How faces are named: `tolerance`, the largest distance named outright; `method`, "nearest"
+    (the nearest photo names the face) or "knn" (the `k` nearest photos vote; None: sqrt of the photos);
+    `decision`, the rule that names or refuses the nearest person (facewire.faces.decision): "nearest"
+    (within the tolerance) or "margin" (also up to `ceiling` when the next person is `margin` further).
+    The margin rule and its values were chosen by bench/bench_decision.py (README, Choosing the tolerance)."""
 
     tolerance: float = 0.6
     method: str = "nearest"
     k: int | None = None
+    decision: str = "margin"
+    ceiling: float = 0.65
+    margin: float = 0.16
+
+    def with_tolerance(self, tolerance: float) -> MatchSettings:
+        """These settings under another tolerance (a request's, or --tolerance's): the ceiling moves with it."""
+        return replace(self, tolerance=tolerance, ceiling=round(self.ceiling + tolerance - self.tolerance, 10))

@@ -75,8 +75,16 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class FaceQuality(BaseModel):
+    width: int = Field(description="the face's width in pixels")
+    sharpness: float = Field(description="variance of the Laplacian of the face resampled to 64 px: low when blurred")
+    yaw: float | None = Field(description="left/right turn in degrees (0 frontal, about +-90 in profile; mtcnn only)")
+    roll: float | None = Field(description="in-plane tilt of the eye line in degrees (mtcnn only)")
+
+
 class Face(BaseModel):
-    name: str = Field(description='the nearest known person within the tolerance, else "Unknown"')
+    name: str = Field(description='the nearest known person, if the server\'s decision rule names the face, else '
+                                  '"Unknown"')
     distance: float | None = Field(description="distance to the nearest gallery photo (null: empty gallery)")
     confidence: float = Field(description="1 - distance / (2 x tolerance), clipped to [0, 1]: "
                                           "0.5 exactly at the tolerance (the server's own figure)")
@@ -86,6 +94,12 @@ class Face(BaseModel):
     landmarks: list[tuple[float, float]] = Field([], description="[x, y] of the left eye, right eye, nose, left and "
                                                                  "right mouth corner, as seen in the image (mtcnn "
                                                                  "only; empty for hog and cnn)")
+    margin: float | None = Field(None, description="the nearest other person's distance minus the nearest's "
+                                                   "(null: fewer than two people, or named by a vote or a track)")
+    decision: str | None = Field(None, description='what named or refused the face: "within tolerance", "margin", '
+                                                   '"ambiguous", "beyond ceiling", "beyond tolerance", '
+                                                   '"empty gallery", "vote" or "tracked"')
+    quality: FaceQuality | None = Field(None, description="the face's size, sharpness and pose")
 
 
 class Recognized(BaseModel):
@@ -205,7 +219,8 @@ class ClientPool:
 def face_json(face: protocol.FaceResult) -> dict[str, Any]:
     """What the API shows of a face (not its track token, which only this gateway hands back)."""
     return {"name": face.name, "distance": face.distance, "confidence": face.confidence, "box": list(face.box),
-            "score": face.score, "landmarks": [list(point) for point in face.landmarks]}
+            "score": face.score, "landmarks": [list(point) for point in face.landmarks], "margin": face.margin,
+            "decision": face.decision, "quality": face.quality}
 
 
 def create_app(gateway: Gateway, keys: ClientKeys | NoKeys, token: str | None) -> FastAPI:
@@ -247,8 +262,9 @@ def create_app(gateway: Gateway, keys: ClientKeys | NoKeys, token: str | None) -
     @api.post("/v1/recognize", response_model=Recognized, tags=["faces"], responses=errors(400, 401, 413, 503))
     async def recognize(request: Request, image: UploadFile = File(description="JPEG, PNG, WebP or BMP"),
                         tolerance: float | None = Query(None, ge=0, le=2,
-                                                        description="largest distance still named "
-                                                                    "(default: the server's)")) -> dict[str, Any]:
+                                                        description="largest distance named outright (default: "
+                                                                    "the server's; its ceiling moves with it)")
+                        ) -> dict[str, Any]:
         """Find and name every face in the uploaded image."""
         started, data = time.perf_counter(), await image.read()
         result = await pool(request).run(

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from facewire.args import bounded, host_port, is_loopback, join_host_port, token_file
 from facewire.config import DEFAULT_BIND, Config, Gateway, Security
-from facewire.faces.settings import DETECTORS, ENCODERS, METHODS, DetectorSettings, MatchSettings
+from facewire.faces.settings import DECISIONS, DETECTORS, ENCODERS, METHODS, DetectorSettings, MatchSettings
 from facewire.serve.startup import check_gallery_db, configure_logging, tracker
 from facewire.serve.supervisor import run_supervisor
 from facewire.wire.limits import DEFAULT_MAX_PIXELS, Limits
@@ -46,8 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="with --worker: the server's public server.key, when the server uses --keys")
     parser.add_argument("--hang-timeout", type=bounded(float, 0, above=True), default=60.0, metavar="S",
                         help="kill and replace a local worker busy on one request for longer (default: %(default)s)")
-    parser.add_argument("--tolerance", type=bounded(float, 0, 2), default=0.6,
-                        help="largest face distance still given a name; lower is stricter (default: %(default)s)")
+    add_decision_options(parser)
     parser.add_argument("--match", choices=METHODS, default="nearest",
                         help="nearest: the nearest photo names the face; knn: the k nearest photos vote (default: %(default)s)")
     parser.add_argument("--k", type=bounded(int, 1), default=None, help="with --match knn: photos that vote (default: sqrt of the photos)")
@@ -105,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--upsample goes with --detector hog or cnn (MTCNN scales its picture itself)")
     if args.k is not None and args.match != "knn":
         parser.error("--k goes with --match knn")
+    args.matching = match_settings(parser, args, args.match, args.k)
     if args.providers and args.encoder != "onnx":
         parser.error("--providers goes with --encoder onnx")
     if args.providers:
@@ -128,6 +129,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def add_decision_options(parser: argparse.ArgumentParser) -> None:
+    """--tolerance and the decision rule's options (the server's, and evaluate's)."""
+    parser.add_argument("--tolerance", type=bounded(float, 0, 2), default=MatchSettings.tolerance,
+                        help="largest face distance named outright; lower is stricter (default: %(default)s)")
+    parser.add_argument("--decision", choices=DECISIONS,
+                        help="nearest: the nearest person is named within the tolerance; margin: also up to "
+                             "--ceiling when every other person is at least --margin further (default: "
+                             f"{MatchSettings.decision}, and nearest with --match knn; see README, Choosing the "
+                             "tolerance)")
+    parser.add_argument("--ceiling", type=bounded(float, 0, 2), metavar="D",
+                        help=f"with --decision margin: the largest distance the margin can name (default: "
+                             f"{MatchSettings.ceiling - MatchSettings.tolerance:g} above --tolerance)")
+    parser.add_argument("--margin", type=bounded(float, 0, 2), metavar="D",
+                        help=f"with --decision margin: how much further every other person must be "
+                             f"(default: {MatchSettings.margin:g})")
+
+
+def match_settings(parser: argparse.ArgumentParser, args: argparse.Namespace, method: str = "nearest",
+                   k: int | None = None) -> MatchSettings:
+    """The MatchSettings of add_decision_options' options; usage errors for options that do not fit."""
+    decision = args.decision or (MatchSettings.decision if method == "nearest" else "nearest")
+    if decision == "margin" and method != "nearest":
+        parser.error("--decision margin goes with --match nearest")
+    if decision != "margin" and (args.ceiling is not None or args.margin is not None):
+        parser.error("--ceiling and --margin go with --decision margin")
+    if args.ceiling is not None and args.ceiling < args.tolerance:
+        parser.error(f"--ceiling {args.ceiling:g} is below --tolerance {args.tolerance:g}")
+    margin = MatchSettings.margin if args.margin is None else args.margin
+    settings = MatchSettings(method=method, k=k, decision=decision, margin=margin).with_tolerance(args.tolerance)
+    return settings if args.ceiling is None else replace(settings, ceiling=args.ceiling)
+
+
 def check_providers(parser: argparse.ArgumentParser, providers: list[str]) -> None:
     """Refuse execution providers ONNX Runtime does not have here (imported only then: 0.1 s of every start)."""
     import onnxruntime  # noqa: PLC0415
@@ -144,7 +177,7 @@ def configuration(args: argparse.Namespace) -> Config:
         known_faces=args.known_faces, db=args.db,
         detector=DetectorSettings(args.detector, args.upsample, args.min_face, args.min_face_fraction, args.encoder,
                                   tuple(args.providers), args.detect_threads, tuple(args.mtcnn_thresholds)),
-        matching=MatchSettings(args.tolerance, args.match, args.k),
+        matching=args.matching,
         limits=Limits(int(args.max_megapixels * 1e6)),
         bind=args.bind, workers=args.workers, worker_bind=args.worker_bind, connect=args.connect,
         security=Security(args.keys, args.key, args.server_key), hang_timeout=args.hang_timeout,

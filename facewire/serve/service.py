@@ -17,6 +17,7 @@ from facewire import __version__
 from facewire.faces import draw, images
 from facewire.faces.matching import UNKNOWN, Match, distance_matrix, match_faces
 from facewire.faces.boxes import SAME_FACE_IOU, Detection, iou
+from facewire.faces.quality import Quality, face_quality
 from facewire.faces.detection import detect_faces, detect_faces_near
 from facewire.faces.encoding import encode_faces
 from facewire.faces.recognize import Face, find_faces
@@ -99,20 +100,21 @@ class Service:
     def recognize(self, request: Request) -> Reply:
         """Detect, encode and name every face; reply with the faces and the annotated image."""
         options, clock = request.options, _Clock()
-        tolerance = self.matching.tolerance if options.tolerance is None else options.tolerance
+        settings = self.matching if options.tolerance is None else self.matching.with_tolerance(options.tolerance)
+        tolerance = settings.tolerance
         vouched = verified(options.track, tolerance, self.tracker)
         if options.scan == "tracked" and (vouched or not options.track):  # between a video's keyframes
             found = detect_faces_near(request.image, [vouch.box for vouch in vouched], self.store.settings)
         else:
             found = detect_faces(request.image, self.store.settings)
         boxes = [detection.box for detection in found]
+        qualities = [face_quality(request.image, detection) for detection in found]
         clock.lap("detect")
         known = tracked_matches(boxes, vouched)
         fresh = [box for box, vouch in zip(boxes, known) if vouch is None]
         encodings = (encode_faces(images.to_rgb(request.image), fresh, self.store.settings) if fresh
                      else np.empty((0, 128)))  # every face tracked: not even a colour conversion
         clock.lap("encode")
-        settings = replace(self.matching, tolerance=tolerance)
         new = iter(match_faces(encodings, self.store.current(), None, settings))
         matches = [next(new) if vouch is None else vouch.match(tolerance) for vouch in known]
         clock.lap("match")
@@ -133,8 +135,8 @@ class Service:
         now = self.tracker.clock()  # a reused identity keeps the time it was encoded: tracking never renews it
         vouches = [Vouch.of(m, box, tolerance, now) if v is None else replace(v, box=box)
                    for box, m, v in zip(boxes, matches, known)]
-        faces = [_result(detection, m, v is not None, self.tracker.issue(vouch))
-                 for detection, m, v, vouch in zip(found, matches, known, vouches)]
+        faces = [_result(detection, m, quality, v is not None, self.tracker.issue(vouch))
+                 for detection, m, quality, v, vouch in zip(found, matches, qualities, known, vouches)]
         body = {"faces": [face.to_json() for face in faces], "timings_ms": clock.laps}
         if request.framing == "imagezmq":
             return protocol.pack_imagezmq(request.camera, body)
@@ -217,10 +219,11 @@ def _label(box: tuple[int, int, int, int], match: Match) -> draw.Label:
     return draw.Label(box, f"{match.name} {match.distance:.2f}" if known else UNKNOWN, known)
 
 
-def _result(detection: Detection, match: Match, tracked: bool, track: str) -> FaceResult:
+def _result(detection: Detection, match: Match, quality: Quality, tracked: bool, track: str) -> FaceResult:
     landmarks = tuple((round(x, 1), round(y, 1)) for x, y in detection.landmarks)
+    margin = None if match.margin is None else round(match.margin, 4)
     return FaceResult(match.name, _rounded(match.distance), round(match.confidence, 3), detection.box, tracked,
-                      track, round(detection.score, 4), landmarks)
+                      track, round(detection.score, 4), landmarks, margin, match.decision, quality.to_json())
 
 
 def _rounded(distance: float) -> float | None:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from facewire.faces.decision import TRACKED
 from facewire.faces.matching import Match, confidence
 from facewire.faces.settings import Box
 from facewire.wire.protocol import MAX_TOKEN_LENGTH
@@ -49,7 +50,7 @@ class Vouch:
 
     def match(self, tolerance: float) -> Match:
         distance = float("nan") if self.distance is None else self.distance
-        return Match(self.name, distance, confidence(distance, tolerance))
+        return Match(self.name, distance, confidence(distance, tolerance), None, TRACKED)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import time
 import zmq
 
 from facewire.config import Config
+from facewire.faces.decision import projection_lines
 from facewire.faces.enrolment import enrolment_problem, photo_problem
 from facewire.faces.encoding import dlib_description, encoder_description
 from facewire.faces.recognize import load_models
@@ -26,6 +27,7 @@ from facewire.serve.service import Service
 from facewire.serve.startup import StopEvent, server_keys, stop_on_signals, tracker
 from facewire.serve.track import Tracker
 from facewire.store.backends import DatabaseError, redact
+from facewire.store.database import open_database
 from facewire.store.live import GalleryStore, PhotoChecks, prepare
 from facewire.wire.keys import KeysError, Sender, load_client_keys
 from facewire.wire.transport import open_socket
@@ -100,6 +102,16 @@ def prepare_gallery(config: Config) -> None:
     if synced and synced.refused:
         log.warning("%d gallery photos refused as too poor (named above); --allow-poor-photos takes them",
                     synced.refused)
+    log_false_names(config)
+
+
+def log_false_names(config: Config) -> None:
+    """How often strangers would get a name under the server's rule, projected for its gallery and larger ones
+    by the built-in impostor model (decision.py)."""
+    with open_database(config.gallery_db()) as db:
+        people = db.people_count()
+    for line in projection_lines(config.matching, people):
+        log.info("%s", line)
 
 
 def open_store(config: Config) -> GalleryStore:

@@ -165,8 +165,10 @@ class FaceResult:
     """One face of a recognize reply: its name ("Unknown" when none is near enough), the distance to
     the nearest photo (None for an empty gallery), a confidence in [0, 1], the box (top, right,
     bottom, left), whether its name came from a track token, the token for the next frame, the
-    detector's score for the face, and its five landmarks as [x, y] (left eye, right eye, nose, left
-    and right mouth corner, as seen in the image; none from dlib's detectors)."""
+    detector's score for the face, its five landmarks as [x, y] (left eye, right eye, nose, left
+    and right mouth corner, as seen in the image; none from dlib's detectors), the margin (the next
+    person's distance minus the nearest's; None with fewer than two people), the decision that named
+    or refused it (facewire.faces.decision), and its quality: {"width", "sharpness", "yaw", "roll"}."""
 
     name: str
     distance: float | None
@@ -176,6 +178,9 @@ class FaceResult:
     track: str | None = None
     score: float | None = None
     landmarks: tuple[tuple[float, float], ...] = ()
+    margin: float | None = None
+    decision: str | None = None
+    quality: dict[str, float | int | None] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "box": list(self.box), "landmarks": [list(p) for p in self.landmarks]}
@@ -187,7 +192,8 @@ class FaceResult:
             top, right, bottom, left = face["box"]
             landmarks = tuple((float(x), float(y)) for x, y in face.get("landmarks", ()))
             return cls(face["name"], face["distance"], face["confidence"], (top, right, bottom, left),
-                       face.get("tracked", False), face.get("track"), face.get("score"), landmarks)
+                       face.get("tracked", False), face.get("track"), face.get("score"), landmarks,
+                       face.get("margin"), face.get("decision"), face.get("quality"))
         except (TypeError, KeyError, ValueError):
             raise BadReply(f"not a face: {face!r:.200}") from None
 
