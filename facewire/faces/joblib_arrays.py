@@ -1,4 +1,4 @@
-"""Read a list of numpy arrays saved by joblib (`joblib.dump(list_of_arrays, "x.lz4")`) without unpickling.
+"""Read a list of numpy arrays that joblib saved (its dump of a list of arrays, as an .lz4 file) without unpickling.
 
 A joblib file is a pickle whose arrays are `NumpyArrayWrapper` objects, each followed by the array's raw
 bytes outside the pickle stream. Unpickling it would run whatever the file names. This reader instead walks
