@@ -52,8 +52,7 @@ from bench.face_sets import REPO_PROBES, SHARED_FACES, all_sets, make_gallery  #
 from facewire.evaluate import Score, judge  # noqa: E402
 from facewire.faces import images  # noqa: E402
 from facewire.faces.boxes import box_area  # noqa: E402
-from facewire.faces.decision import (  # noqa: E402
-    GALLERY_SIZES, UNKNOWN, ImpostorModel, Nearest, decide, false_name_rate)
+from facewire.faces.decision import GALLERY_SIZES, UNKNOWN, ImpostorModel, Nearest, decide, false_name_rate  # noqa: E402
 from facewire.faces.matching import distance_matrix, nearest_people, person_distances  # noqa: E402
 from facewire.faces.quality import Quality, face_quality  # noqa: E402
 from facewire.faces.recognize import find_faces, load_models  # noqa: E402

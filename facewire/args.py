@@ -1,13 +1,17 @@
-"""argparse types that refuse values which cannot work: a clear usage error (exit 2), never a traceback."""
+"""argparse types that refuse values which cannot work (a clear usage error, exit 2, never a traceback), and
+the decision options the server and `facewire.evaluate` share."""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TypeVar
 from urllib.parse import urlsplit
+
+from facewire.faces.settings import DECISIONS, MatchSettings
 
 Number = TypeVar("Number", int, float)
 
@@ -113,3 +117,35 @@ def token_file(text: str) -> Path:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return Path(text)
+
+
+def add_decision_options(parser: argparse.ArgumentParser) -> None:
+    """--tolerance and the decision rule's options (the server's, and evaluate's)."""
+    parser.add_argument("--tolerance", type=bounded(float, 0, 2), default=MatchSettings.tolerance,
+                        help="largest face distance named outright; lower is stricter (default: %(default)s)")
+    parser.add_argument("--decision", choices=DECISIONS,
+                        help="nearest: the nearest person is named within the tolerance; margin: also up to "
+                             "--ceiling when every other person is at least --margin further (default: "
+                             f"{MatchSettings.decision}, and nearest with --match knn; see README, Choosing the "
+                             "tolerance)")
+    parser.add_argument("--ceiling", type=bounded(float, 0, 2), metavar="D",
+                        help=f"with --decision margin: the largest distance the margin can name (default: "
+                             f"{MatchSettings.ceiling - MatchSettings.tolerance:g} above --tolerance)")
+    parser.add_argument("--margin", type=bounded(float, 0, 2), metavar="D",
+                        help=f"with --decision margin: how much further every other person must be "
+                             f"(default: {MatchSettings.margin:g})")
+
+
+def match_settings(parser: argparse.ArgumentParser, args: argparse.Namespace, method: str = "nearest",
+                   k: int | None = None) -> MatchSettings:
+    """The MatchSettings of add_decision_options' options; usage errors for options that do not fit."""
+    decision = args.decision or (MatchSettings.decision if method == "nearest" else "nearest")
+    if decision == "margin" and method != "nearest":
+        parser.error("--decision margin goes with --match nearest")
+    if decision != "margin" and (args.ceiling is not None or args.margin is not None):
+        parser.error("--ceiling and --margin go with --decision margin")
+    if args.ceiling is not None and args.ceiling < args.tolerance:
+        parser.error(f"--ceiling {args.ceiling:g} is below --tolerance {args.tolerance:g}")
+    margin = MatchSettings.margin if args.margin is None else args.margin
+    settings = MatchSettings(method=method, k=k, decision=decision, margin=margin).with_tolerance(args.tolerance)
+    return settings if args.ceiling is None else replace(settings, ceiling=args.ceiling)

@@ -27,14 +27,21 @@ from typing import Iterable
 
 import numpy as np
 
-from facewire.args import bounded, folder
+from facewire.args import add_decision_options, bounded, folder, match_settings
 from facewire.faces import images
-from facewire.faces.decision import (GALLERY_SIZES, IMPOSTOR_MODEL, ImpostorModel, describe, false_name_rate,
-                                     percent, projection_lines, recommended)
+from facewire.faces.decision import (
+    GALLERY_SIZES,
+    IMPOSTOR_MODEL,
+    ImpostorModel,
+    describe,
+    false_name_rate,
+    percent,
+    projection_lines,
+    recommended,
+)
 from facewire.faces.matching import UNKNOWN, match_faces, person_distances
 from facewire.faces.recognize import find_faces
 from facewire.faces.settings import DETECTORS, DetectorSettings, MatchSettings
-from facewire.serve.cli import add_decision_options, match_settings
 from facewire.store.gallery import Gallery
 from facewire.store.live import folder_gallery
 

@@ -9,12 +9,24 @@ import cv2
 import numpy as np
 import pytest
 
-from facewire.faces import decision, images
-from facewire.faces.decision import (AMBIGUOUS, BEYOND_CEILING, BEYOND_TOLERANCE, BY_MARGIN, EMPTY_GALLERY,
-                                     UNKNOWN, WITHIN_TOLERANCE, ImpostorModel, Nearest, Verdict, decide,
-                                     false_name_rate, recommended)
 from bench.face_sets import make_gallery, portraits, reduced_set, shared_set
 from facewire.client.client import Client
+from facewire.faces import decision, images
+from facewire.faces.decision import (
+    AMBIGUOUS,
+    BEYOND_CEILING,
+    BEYOND_TOLERANCE,
+    BY_MARGIN,
+    EMPTY_GALLERY,
+    UNKNOWN,
+    WITHIN_TOLERANCE,
+    ImpostorModel,
+    Nearest,
+    Verdict,
+    decide,
+    false_name_rate,
+    recommended,
+)
 from facewire.faces.index import FaceIndex
 from facewire.faces.matching import match_faces
 from facewire.faces.recognize import find_faces

@@ -9,7 +9,15 @@ import pytest
 
 from facewire.faces.decision import Nearest
 from facewire.faces.index import FaceIndex
-from facewire.faces.matching import FIRST_K, UNKNOWN, Match, confidence, distance_matrix, match_faces, nearest_people
+from facewire.faces.matching import (
+    FIRST_K,
+    UNKNOWN,
+    Match,
+    confidence,
+    distance_matrix,
+    match_faces,
+    nearest_people,
+)
 from facewire.faces.settings import MatchSettings
 
 

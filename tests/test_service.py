@@ -18,11 +18,11 @@ import pytest
 
 from facewire import __version__
 from facewire.faces import draw, images, quality
-from facewire.faces.index import FaceIndex
-from facewire.faces.matching import UNKNOWN
 from facewire.faces.boxes import iou
 from facewire.faces.detection import detect_faces
 from facewire.faces.encoding import encode_faces
+from facewire.faces.index import FaceIndex
+from facewire.faces.matching import UNKNOWN
 from facewire.faces.recognize import Face, find_faces
 from facewire.faces.settings import DetectorSettings, MatchSettings
 from facewire.serve import service as service_module

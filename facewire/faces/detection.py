@@ -20,6 +20,7 @@ import numpy as np
 from facewire.faces.boxes import Detection, smallest_face
 from facewire.faces.settings import Box, DetectorSettings
 
+
 def detect_faces(image: np.ndarray, settings: DetectorSettings) -> list[Detection]:
     """Locate faces in a grey, BGR or BGRA image; boxes are in its coordinates, clipped to it."""
     height, width = image.shape[:2]

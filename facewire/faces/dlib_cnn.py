@@ -15,7 +15,6 @@ from facewire.faces.regions import scan_regions
 from facewire.faces.settings import Box, DetectorSettings
 
 
-
 @cache
 def cnn_detector() -> dlib.cnn_face_detection_model_v1:
     return dlib.cnn_face_detection_model_v1(str(model_file(CNN_DETECTOR)))

@@ -17,8 +17,8 @@ import cv2
 import dlib
 import numpy as np
 
-from facewire.faces.model_files import LANDMARKS_5, RESNET, cached_model, model_file
 from facewire.faces.machine_load import second_thread
+from facewire.faces.model_files import LANDMARKS_5, RESNET, cached_model, model_file
 from facewire.faces.onnx_encoder import OnnxFaceEncoder, face_chips, session_options
 from facewire.faces.settings import Box, DetectorSettings
 

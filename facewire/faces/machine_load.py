@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 
-
 FRESH_SECONDS = 0.02
 """How long an answer of `second_thread` holds: a picture's detection and encoding ask one after the other."""
 _last: list[float | bool] = [-1.0, False]

@@ -14,7 +14,15 @@ from typing import Sequence
 
 import numpy as np
 
-from facewire.faces.decision import BEYOND_TOLERANCE, UNKNOWN, VOTE, WITHIN_TOLERANCE, Nearest, Verdict, decide
+from facewire.faces.decision import (
+    BEYOND_TOLERANCE,
+    UNKNOWN,
+    VOTE,
+    WITHIN_TOLERANCE,
+    Nearest,
+    Verdict,
+    decide,
+)
 from facewire.faces.index import FaceIndex
 from facewire.faces.settings import MatchSettings
 

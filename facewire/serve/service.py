@@ -15,11 +15,11 @@ import numpy as np
 
 from facewire import __version__
 from facewire.faces import draw, images
-from facewire.faces.matching import UNKNOWN, Match, distance_matrix, match_faces
 from facewire.faces.boxes import SAME_FACE_IOU, Detection, iou
-from facewire.faces.quality import Quality, face_quality
 from facewire.faces.detection import detect_faces, detect_faces_near
 from facewire.faces.encoding import encode_faces
+from facewire.faces.matching import UNKNOWN, Match, distance_matrix, match_faces
+from facewire.faces.quality import Quality, face_quality
 from facewire.faces.recognize import Face, find_faces
 from facewire.faces.settings import Box, DetectorSettings, MatchSettings
 from facewire.serve.track import Tracker, Vouch

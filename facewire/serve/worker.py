@@ -17,8 +17,8 @@ import zmq
 
 from facewire.config import Config
 from facewire.faces.decision import projection_lines
-from facewire.faces.enrolment import enrolment_problem, photo_problem
 from facewire.faces.encoding import dlib_description, encoder_description
+from facewire.faces.enrolment import enrolment_problem, photo_problem
 from facewire.faces.recognize import load_models
 from facewire.serve.broker import sender_of
 from facewire.serve.forkserver import in_child, serve_forks

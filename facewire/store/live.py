@@ -32,8 +32,8 @@ import numpy as np
 from tqdm import tqdm
 
 from facewire.faces import images
-from facewire.faces.index import FaceIndex
 from facewire.faces.boxes import box_area
+from facewire.faces.index import FaceIndex
 from facewire.faces.recognize import Face, find_faces
 from facewire.faces.settings import DetectorSettings
 from facewire.files import write_atomically
