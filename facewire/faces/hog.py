@@ -21,7 +21,7 @@ import dlib
 import numpy as np
 
 from facewire.faces import images
-from facewire.faces.boxes import Detection, clipped
+from facewire.faces.boxes import SAME_FACE_IOU, Detection, clipped
 from facewire.faces.machine_load import second_thread
 from facewire.faces.model_files import cache_dir, write_atomically
 from facewire.faces.regions import scan_regions
@@ -41,9 +41,8 @@ PYRAMID_STEP = 5 / 6
 TRACKED_FACE = 1.5 * HOG_MIN_FACE
 """A tracked face's region is scanned at the coarsest of those scales where its face is still this
 wide (px): the face may shrink by a third and still be found, and the region costs little."""
-SAME_FACE_IOU = 0.5
 SAME_FACE_COVER = 0.8
-"""Two boxes are one face when they overlap by SAME_FACE_IOU or one covers SAME_FACE_COVER of the other
+"""Two boxes are one face when they overlap by boxes.SAME_FACE_IOU or one covers SAME_FACE_COVER of the other
 (dlib's detector suppresses such boxes too: measured on its own output, 0.77 kept and 0.87 suppressed)."""
 FINE_LEVELS = 2
 """With two threads, one scans the finest FINE_LEVELS levels of the HOG pyramid and the other the

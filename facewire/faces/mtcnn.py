@@ -76,9 +76,6 @@ class Found:
     def none(cls) -> Found:
         return cls(np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty((0, 5, 2), np.float32))
 
-    def __len__(self) -> int:
-        return len(self.scores)
-
 
 class MtcnnDetector:
     """The three networks in ONNX Runtime sessions of this process (one intra-op thread each by default)."""
@@ -105,7 +102,7 @@ class MtcnnDetector:
         """The faces R-Net and O-Net confirm among square candidate boxes (n, 4): P-Net's, or a tracker's."""
         if not len(candidates):
             return Found.none()
-        boxes, _ = self.refine(rgb, candidates, thresholds)
+        boxes = self.refine(rgb, candidates, thresholds)
         if not len(boxes):
             return Found.none()
         return self.output(rgb, boxes, thresholds)
@@ -133,13 +130,13 @@ class MtcnnDetector:
         candidates = candidates[keep]
         return square(regress(candidates[:, :4], candidates[:, 4:8]))
 
-    def refine(self, image: np.ndarray, boxes: np.ndarray, thresholds: Thresholds) -> tuple[np.ndarray, np.ndarray]:
-        """R-Net on every candidate in one batch: the kept boxes, refined and squared, and their scores."""
+    def refine(self, image: np.ndarray, boxes: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+        """R-Net on every candidate in one batch: the boxes it keeps, refined and squared."""
         regression, probability = self.rnet.run(None, {"image": crops(image, boxes, RNET_SIDE)})
         kept = probability > thresholds.rnet
         boxes, probability = regress(boxes[kept], regression[kept]), probability[kept]
         keep = nms(boxes, probability, thresholds.nms_rnet)
-        return square(boxes[keep]), probability[keep]
+        return square(boxes[keep])
 
     def output(self, image: np.ndarray, boxes: np.ndarray, thresholds: Thresholds) -> Found:
         """O-Net on every refined box in one batch: final boxes, scores and landmarks."""
